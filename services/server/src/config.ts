@@ -1,0 +1,91 @@
+// Server configuration: config/server.yaml, overridden by environment variables, validated by zod.
+import { fileURLToPath } from 'node:url';
+import { z } from 'zod';
+import { type EnvBinding, loadConfig } from '../../shared/config-file.ts';
+
+const int = (min: number, max: number) => z.number().int().min(min).max(max);
+
+const tokenSchema = z.string().max(4096);
+
+export const serverConfigSchema = z.strictObject({
+  host: z.string().min(1).default('0.0.0.0'),
+  port: int(0, 65535).default(24856),
+  logLevel: z
+    .enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'])
+    .default('info'),
+  heartbeatMs: int(10, 3_600_000).default(15000),
+  retryMs: int(0, 3_600_000).default(2000),
+  shutdownTimeoutMs: int(100, 600_000).default(5000),
+  shutdownRetryJitterMs: int(0, 3_600_000).default(5000),
+  cors: z
+    .strictObject({
+      allowedOrigins: z.array(z.string().min(1)).min(1).default(['*']),
+    })
+    .prefault({}),
+  channels: z
+    .strictObject({
+      historySize: int(0, 1_000_000).default(1000),
+      historyTtlMs: int(1000, 7 * 24 * 3_600_000).default(300_000),
+      maxEventBytes: int(16, 16 * 1024 * 1024).default(65536),
+      maxBatchEvents: int(1, 100_000).default(1000),
+    })
+    .prefault({}),
+  limits: z
+    .strictObject({
+      maxConnections: int(1, 10_000_000).default(20000),
+      maxConnectionsPerIp: int(0, 10_000_000).default(0),
+      maxBufferedBytes: int(1024, 1024 * 1024 * 1024).default(1024 * 1024),
+    })
+    .prefault({}),
+  publish: z.strictObject({ token: tokenSchema.default('') }).prefault({}),
+  subscribe: z.strictObject({ token: tokenSchema.default('') }).prefault({}),
+  metrics: z.strictObject({ port: int(0, 65535).default(0) }).prefault({}),
+});
+
+export type ServerConfig = z.output<typeof serverConfigSchema>;
+
+export const serverEnv: Record<string, EnvBinding> = {
+  HOST: { key: 'host', kind: 'string' },
+  PORT: { key: 'port', kind: 'int' },
+  LOG_LEVEL: { key: 'logLevel', kind: 'string' },
+  SSE_HEARTBEAT_MS: { key: 'heartbeatMs', kind: 'int' },
+  SSE_RETRY_MS: { key: 'retryMs', kind: 'int' },
+  SSE_SHUTDOWN_TIMEOUT_MS: { key: 'shutdownTimeoutMs', kind: 'int' },
+  SSE_SHUTDOWN_RETRY_JITTER_MS: { key: 'shutdownRetryJitterMs', kind: 'int' },
+  SSE_CORS_ORIGINS: { key: 'cors.allowedOrigins', kind: 'list' },
+  SSE_HISTORY_SIZE: { key: 'channels.historySize', kind: 'int' },
+  SSE_HISTORY_TTL_MS: { key: 'channels.historyTtlMs', kind: 'int' },
+  SSE_MAX_EVENT_BYTES: { key: 'channels.maxEventBytes', kind: 'int' },
+  SSE_MAX_BATCH_EVENTS: { key: 'channels.maxBatchEvents', kind: 'int' },
+  SSE_MAX_CONNECTIONS: { key: 'limits.maxConnections', kind: 'int' },
+  SSE_MAX_CONNECTIONS_PER_IP: { key: 'limits.maxConnectionsPerIp', kind: 'int' },
+  SSE_MAX_BUFFERED_BYTES: { key: 'limits.maxBufferedBytes', kind: 'int' },
+  SSE_PUBLISH_TOKEN: { key: 'publish.token', kind: 'string' },
+  SSE_SUBSCRIBE_TOKEN: { key: 'subscribe.token', kind: 'string' },
+  METRICS_PORT: { key: 'metrics.port', kind: 'int' },
+};
+
+export const defaultConfigFile = fileURLToPath(
+  new URL('../../../config/server.yaml', import.meta.url),
+);
+
+/** Reads the server config: SSE_CONFIG (or the default file), then the environment, then overrides. */
+export function loadServerConfig(
+  env: Record<string, string | undefined> = process.env,
+  overrides: Record<string, unknown> = {},
+): ServerConfig {
+  const file = env.SSE_CONFIG || defaultConfigFile;
+  return loadConfig({
+    file,
+    required: Boolean(env.SSE_CONFIG),
+    schema: serverConfigSchema,
+    env,
+    envMap: serverEnv,
+    overrides,
+  });
+}
+
+/** A complete config from defaults plus the given partial tree (for tests and embedding). */
+export function buildServerConfig(partial: Record<string, unknown> = {}): ServerConfig {
+  return serverConfigSchema.parse(partial);
+}

@@ -1,0 +1,139 @@
+// The server's Prometheus metrics (prom-client), one Registry per server instance.
+// Hot-path counting is batched: one inc(n) per fan-out on pre-bound label children.
+import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from 'prom-client';
+import type { StreamRoute } from './sse/connection.ts';
+
+export const STREAM_ROUTES: readonly StreamRoute[] = ['/sse/test', '/sse/channels/:channel'];
+export type RejectReason = 'max_connections' | 'per_ip_limit' | 'unauthorized' | 'bad_request';
+
+export interface ServerMetrics {
+  registry: Registry;
+  connectionsActive: Gauge<'route'>;
+  connectionsTotal: Counter<'route'>;
+  connectionsRejected: Counter<'reason'>;
+  eventsSent: Record<StreamRoute, Counter.Internal>;
+  eventsPublished: Counter;
+  bytesSent: Counter;
+  fanoutDuration: Histogram;
+  slowConsumerDisconnects: Counter;
+  replayedEvents: Counter;
+  heartbeatsSent: Counter;
+  connectionDuration: Histogram<'route'>;
+  httpRequestDuration: Histogram<'method' | 'route' | 'status_code'>;
+}
+
+/** Creates the registry and every metric; `activeCount` reports open streams per route. */
+export function createServerMetrics(activeCount: (route: StreamRoute) => number): ServerMetrics {
+  const registry = new Registry();
+  collectDefaultMetrics({ register: registry });
+  const registers = [registry];
+
+  const connectionsActive = new Gauge({
+    name: 'sse_connections_active',
+    help: 'Event streams open now, by route pattern.',
+    labelNames: ['route'],
+    registers,
+    collect() {
+      for (const route of STREAM_ROUTES) this.set({ route }, activeCount(route));
+    },
+  });
+  const connectionsTotal = new Counter({
+    name: 'sse_connections_total',
+    help: 'Event streams opened, by route pattern.',
+    labelNames: ['route'],
+    registers,
+  });
+  const connectionsRejected = new Counter({
+    name: 'sse_connections_rejected_total',
+    help: 'Stream requests refused before streaming, by reason.',
+    labelNames: ['reason'],
+    registers,
+  });
+  const eventsSentCounter = new Counter({
+    name: 'sse_events_sent_total',
+    help: 'Events written to subscribers (deliveries), by route pattern.',
+    labelNames: ['route'],
+    registers,
+  });
+  const eventsPublished = new Counter({
+    name: 'sse_events_published_total',
+    help: 'Events accepted by the publish API.',
+    registers,
+  });
+  const bytesSent = new Counter({
+    name: 'sse_bytes_sent_total',
+    help: 'SSE bytes written to streams (events, comments and retry lines; HTTP framing excluded).',
+    registers,
+  });
+  const fanoutDuration = new Histogram({
+    name: 'sse_fanout_duration_seconds',
+    help: 'Time from accepting a publish to the write to its last local subscriber.',
+    buckets: [
+      0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5,
+    ],
+    registers,
+  });
+  const slowConsumerDisconnects = new Counter({
+    name: 'sse_slow_consumer_disconnects_total',
+    help: 'Subscribers cut off because their unsent bytes exceeded limits.maxBufferedBytes.',
+    registers,
+  });
+  const replayedEvents = new Counter({
+    name: 'sse_replayed_events_total',
+    help: 'Events sent from channel history to subscribers resuming with Last-Event-ID.',
+    registers,
+  });
+  const heartbeatsSent = new Counter({
+    name: 'sse_heartbeats_sent_total',
+    help: 'Heartbeat comments written to idle streams.',
+    registers,
+  });
+  const connectionDuration = new Histogram({
+    name: 'sse_connection_duration_seconds',
+    help: 'How long event streams stayed open, by route pattern.',
+    labelNames: ['route'],
+    buckets: [0.01, 0.1, 0.5, 1, 5, 10, 30, 60, 300, 900, 3600, 14400],
+    registers,
+  });
+  const httpRequestDuration = new Histogram({
+    name: 'http_request_duration_seconds',
+    help: 'Duration of non-streaming HTTP requests (publish, health, metrics), by route pattern.',
+    labelNames: ['method', 'route', 'status_code'],
+    buckets: [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5],
+    registers,
+  });
+
+  for (const route of STREAM_ROUTES) {
+    connectionsTotal.labels({ route }).inc(0);
+  }
+  for (const reason of [
+    'max_connections',
+    'per_ip_limit',
+    'unauthorized',
+    'bad_request',
+  ] as const) {
+    connectionsRejected.labels({ reason }).inc(0);
+  }
+  const eventsSent = {
+    '/sse/test': eventsSentCounter.labels({ route: '/sse/test' }),
+    '/sse/channels/:channel': eventsSentCounter.labels({ route: '/sse/channels/:channel' }),
+  };
+  eventsSent['/sse/test'].inc(0);
+  eventsSent['/sse/channels/:channel'].inc(0);
+
+  return {
+    registry,
+    connectionsActive,
+    connectionsTotal,
+    connectionsRejected,
+    eventsSent,
+    eventsPublished,
+    bytesSent,
+    fanoutDuration,
+    slowConsumerDisconnects,
+    replayedEvents,
+    heartbeatsSent,
+    connectionDuration,
+    httpRequestDuration,
+  };
+}

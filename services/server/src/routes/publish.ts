@@ -1,0 +1,91 @@
+// POST /channels/:channel/events: validates a publish request and hands it to the hub.
+// Body: {"event"?: string, "data": <string | any JSON>} or an array of them (a batch, in order).
+import type { NextFunction, Request, Response } from 'express';
+import type { EventInput } from '../broker/broker.ts';
+import type { ServerConfig } from '../config.ts';
+import { bearerToken, isLoopback, TokenCheck, UNAUTHORIZED_HEADERS } from '../http/auth.ts';
+import { badRequest, HttpError } from '../http/errors.ts';
+import { validEventName } from '../sse/encode.ts';
+import type { Hub } from '../sse/hub.ts';
+import type { ConnectionRegistry } from '../sse/registry.ts';
+import { CHANNEL_NAME } from './stream-router.ts';
+
+const MAX_EVENT_NAME = 256;
+
+/** Turns one body item into an event input, or throws a 400 naming what is wrong. */
+function toInput(item: unknown, where: string): EventInput {
+  if (item === null || typeof item !== 'object' || Array.isArray(item)) {
+    throw badRequest(`${where} must be an object {"event"?: string, "data": ...}`);
+  }
+  const obj = item as Record<string, unknown>;
+  for (const key of Object.keys(obj)) {
+    if (key !== 'event' && key !== 'data') {
+      throw badRequest(`${where} has the unknown field "${key}" (allowed: event, data)`, {
+        field: key,
+      });
+    }
+  }
+  if (!('data' in obj) || obj.data === undefined) {
+    throw badRequest(`${where}.data is required`, { field: 'data' });
+  }
+  const data = typeof obj.data === 'string' ? obj.data : JSON.stringify(obj.data);
+  const event = obj.event;
+  if (event === undefined) return { data };
+  if (typeof event !== 'string' || event.length > MAX_EVENT_NAME || !validEventName(event)) {
+    throw badRequest(
+      `${where}.event must be a string of at most ${MAX_EVENT_NAME} characters without CR, LF or NULL`,
+      { field: 'event' },
+    );
+  }
+  return { event, data };
+}
+
+export function parsePublishBody(body: unknown, maxBatch: number): EventInput[] {
+  if (body === undefined || body === null) {
+    throw badRequest('the body must be a JSON object or an array of objects');
+  }
+  if (!Array.isArray(body)) return [toInput(body, 'body')];
+  if (body.length === 0) throw badRequest('the batch is empty');
+  if (body.length > maxBatch) {
+    throw badRequest(`a batch holds at most ${maxBatch} events`, { allowed: { max: maxBatch } });
+  }
+  return body.map((item, i) => toInput(item, `body[${i}]`));
+}
+
+export function publishHandler(config: ServerConfig, hub: Hub, registry: ConnectionRegistry) {
+  const token = config.publish.token ? new TokenCheck(config.publish.token) : null;
+  return async (req: Request, res: Response, next: NextFunction): Promise<void> => {
+    try {
+      if (token !== null) {
+        if (!token.matches(bearerToken(req.headers))) {
+          throw new HttpError(
+            401,
+            { error: 'unauthorized', message: 'a valid publish token is required' },
+            UNAUTHORIZED_HEADERS,
+          );
+        }
+      } else if (!isLoopback(req.socket.remoteAddress)) {
+        throw new HttpError(403, {
+          error: 'forbidden',
+          message: 'publishing without publish.token is accepted only from loopback addresses',
+        });
+      }
+      const name = String(req.params.channel);
+      if (!CHANNEL_NAME.test(name)) {
+        throw badRequest('channel names are 1 to 128 characters of A-Z a-z 0-9 . _ : -', {
+          parameter: 'channel',
+        });
+      }
+      if (registry.draining) {
+        throw new HttpError(503, { error: 'unavailable', message: 'the server is shutting down' }, {
+          'Retry-After': '1',
+        });
+      }
+      const events = parsePublishBody(req.body, config.channels.maxBatchEvents);
+      const result = await hub.publish(name, events);
+      res.status(202).json(result);
+    } catch (err) {
+      next(err);
+    }
+  };
+}

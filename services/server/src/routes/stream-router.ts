@@ -1,0 +1,190 @@
+// The event-stream routes, served by the SSE core directly on node:http ahead of express (see
+// docs/ARCHITECTURE.md: express's per-request routing cost more than half the throughput of short
+// streams). Everything else goes on to express.
+//   GET|HEAD /sse/test               the example's demo stream
+//   GET|HEAD /sse/channels/:channel  a channel subscription (retry, replay, live events)
+//   OPTIONS  on both                  CORS preflight
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { ServerConfig } from '../config.ts';
+import { bearerToken, TokenCheck, UNAUTHORIZED_HEADERS } from '../http/auth.ts';
+import { type Cors, streamHeaders } from '../http/cors.ts';
+import { HttpError, sendError, sendJson } from '../http/errors.ts';
+import { intParam, lastEventIdParam } from '../http/params.ts';
+import type { ServerMetrics } from '../metrics.ts';
+import { SseConnection, type StreamRoute } from '../sse/connection.ts';
+import type { Hub } from '../sse/hub.ts';
+import type { ConnectionRegistry } from '../sse/registry.ts';
+import {
+  DEMO_DEFAULT_COUNT,
+  DEMO_DEFAULT_INTERVAL_MS,
+  DEMO_MAX_COUNT,
+  DEMO_MAX_INTERVAL_MS,
+  startDemoStream,
+} from './demo-stream.ts';
+
+export const CHANNEL_NAME = /^[A-Za-z0-9._:-]{1,128}$/;
+const CHANNEL_PREFIX = '/sse/channels/';
+const STREAM_METHODS = 'GET, HEAD, OPTIONS';
+
+export interface StreamRouterDeps {
+  config: ServerConfig;
+  registry: ConnectionRegistry;
+  hub: Hub;
+  metrics: ServerMetrics;
+  cors: Cors;
+}
+
+export class StreamRouter {
+  private readonly deps: StreamRouterDeps;
+  private readonly subscribeToken: TokenCheck | null;
+
+  constructor(deps: StreamRouterDeps) {
+    this.deps = deps;
+    const token = deps.config.subscribe.token;
+    this.subscribeToken = token ? new TokenCheck(token) : null;
+  }
+
+  /** Serves the request when it is for an event-stream route; false leaves it to express. */
+  handle(req: IncomingMessage, res: ServerResponse): boolean {
+    const url = req.url ?? '/';
+    if (!url.startsWith('/sse/')) return false;
+    const q = url.indexOf('?');
+    const path = q < 0 ? url : url.slice(0, q);
+    let route: StreamRoute;
+    let channel = '';
+    if (path === '/sse/test') {
+      route = '/sse/test';
+    } else if (path.startsWith(CHANNEL_PREFIX)) {
+      route = '/sse/channels/:channel';
+      channel = path.slice(CHANNEL_PREFIX.length);
+    } else {
+      sendJson(res, 404, { error: 'not_found', message: `no route for ${req.method} ${path}` });
+      return true;
+    }
+    const method = req.method;
+    if (method === 'OPTIONS') {
+      res.writeHead(204, this.deps.cors.preflightHeaders(req.headers, STREAM_METHODS));
+      res.end();
+      return true;
+    }
+    if (method !== 'GET' && method !== 'HEAD') {
+      sendJson(
+        res,
+        405,
+        { error: 'method_not_allowed', message: `${method} is not allowed on ${route}` },
+        { Allow: STREAM_METHODS },
+      );
+      return true;
+    }
+    const query = new URLSearchParams(q < 0 ? '' : url.slice(q + 1));
+    try {
+      if (route === '/sse/test') this.demo(req, res, query);
+      else this.subscribe(req, res, channel, query);
+    } catch (err) {
+      if (!(err instanceof HttpError)) throw err;
+      if (err.status === 400) this.deps.metrics.connectionsRejected.labels('bad_request').inc();
+      sendError(res, err);
+    }
+    return true;
+  }
+
+  private demo(req: IncomingMessage, res: ServerResponse, query: URLSearchParams): void {
+    const count = intParam(query, 'count', 1, DEMO_MAX_COUNT, DEMO_DEFAULT_COUNT);
+    const interval = intParam(query, 'interval_ms', 0, DEMO_MAX_INTERVAL_MS, DEMO_DEFAULT_INTERVAL_MS);
+    const last = lastEventIdParam(req.headers['last-event-id'], query);
+    const start = last === null ? 0 : last + 1;
+    if (start >= count) {
+      this.noContent(req, res);
+      return;
+    }
+    const conn = this.open(req, res, '/sse/test');
+    if (conn === null) return;
+    startDemoStream(conn, this.headers(req), start, count, interval, this.deps.metrics);
+  }
+
+  private subscribe(
+    req: IncomingMessage,
+    res: ServerResponse,
+    rawName: string,
+    query: URLSearchParams,
+  ): void {
+    let name: string;
+    try {
+      name = decodeURIComponent(rawName);
+    } catch {
+      name = '';
+    }
+    if (!CHANNEL_NAME.test(name)) {
+      throw new HttpError(400, {
+        error: 'bad_request',
+        message: 'channel names are 1 to 128 characters of A-Z a-z 0-9 . _ : -',
+        parameter: 'channel',
+        pattern: CHANNEL_NAME.source,
+      });
+    }
+    if (this.subscribeToken !== null) {
+      const presented = bearerToken(req.headers) ?? query.get('access_token');
+      if (!this.subscribeToken.matches(presented)) {
+        this.deps.metrics.connectionsRejected.labels('unauthorized').inc();
+        sendJson(
+          res,
+          401,
+          { error: 'unauthorized', message: 'a valid subscribe token is required' },
+          { ...UNAUTHORIZED_HEADERS, ...this.deps.cors.responseHeaders(req.headers) },
+        );
+        return;
+      }
+    }
+    const last = lastEventIdParam(req.headers['last-event-id'], query);
+    const conn = this.open(req, res, '/sse/channels/:channel');
+    if (conn === null) return;
+    this.deps.hub.subscribe(conn, name, last, this.headers(req));
+  }
+
+  private headers(req: IncomingMessage) {
+    return streamHeaders(this.deps.cors.responseHeaders(req.headers), req.httpVersionMinor === 0);
+  }
+
+  private noContent(req: IncomingMessage, res: ServerResponse): void {
+    res.writeHead(204, this.deps.cors.responseHeaders(req.headers));
+    res.end();
+  }
+
+  /** Admits and registers a stream, or answers 503/429 and returns null. HEAD gets headers only. */
+  private open(req: IncomingMessage, res: ServerResponse, route: StreamRoute): SseConnection | null {
+    const { registry, config, metrics, cors } = this.deps;
+    const ip = req.socket.remoteAddress ?? 'unknown';
+    const refusal = registry.admit(ip);
+    if (refusal !== null) {
+      const corsHeaders = cors.responseHeaders(req.headers);
+      if (refusal === 'per_ip_limit') {
+        metrics.connectionsRejected.labels('per_ip_limit').inc();
+        sendJson(
+          res,
+          429,
+          { error: 'too_many_connections', message: 'too many open streams from this address' },
+          { ...corsHeaders, 'Retry-After': '5' },
+        );
+      } else {
+        if (refusal === 'max_connections') metrics.connectionsRejected.labels('max_connections').inc();
+        const message =
+          refusal === 'shutting_down' ? 'the server is shutting down' : 'the server is at maxConnections';
+        sendJson(
+          res,
+          503,
+          { error: 'unavailable', message },
+          { ...corsHeaders, 'Retry-After': refusal === 'shutting_down' ? '1' : '5' },
+        );
+      }
+      return null;
+    }
+    if (req.method === 'HEAD') {
+      res.writeHead(200, this.headers(req));
+      res.end();
+      return null;
+    }
+    const conn = new SseConnection(req, res, route, config.limits.maxBufferedBytes);
+    registry.add(conn);
+    return conn;
+  }
+}

@@ -1,0 +1,54 @@
+// The SSE wire format (WHATWG HTML, "Server-sent events"), serialized once per event.
+// A data string may hold any characters: it is split on CRLF, CR and LF into one `data:` line each,
+// so a spec parser joins the lines with LF and gets the string back. CR and CRLF therefore come
+// back as LF: the format's only lossy case. Event names must not hold CR, LF or NULL (checked by
+// the callers; see validEventName).
+
+const LINE_BREAK = /\r\n|\r|\n/;
+
+/** True when `name` can be an event type: no CR, LF or NULL. */
+export function validEventName(name: string): boolean {
+  return !/[\r\n\0]/.test(name);
+}
+
+/** Frames one event as text: `event:`, then `data:` lines, then `id:`, then a blank line. */
+export function encodeEvent(data: string, event?: string, id?: string | number): string {
+  let out = event === undefined || event === '' ? '' : `event: ${event}\n`;
+  if (LINE_BREAK.test(data)) {
+    for (const line of data.split(LINE_BREAK)) out += `data: ${line}\n`;
+  } else {
+    out += `data: ${data}\n`;
+  }
+  if (id !== undefined) out += `id: ${id}\n`;
+  return `${out}\n`;
+}
+
+/** A `retry:` field on its own, as a block the parser applies without dispatching an event. */
+export function encodeRetry(ms: number): string {
+  return `retry: ${Math.max(0, Math.floor(ms))}\n\n`;
+}
+
+/** A comment block, ignored by parsers; used as the heartbeat. */
+export const HEARTBEAT = Buffer.from(': ping\n\n');
+
+const CRLF = 0x0a0d; // "\r\n" little-endian for writeUInt16LE
+
+/**
+ * One HTTP/1.1 chunk around a payload: `<hex length>\r\n<payload>\r\n`, in one buffer, so the
+ * same bytes can go straight to every subscriber's socket with one write each.
+ */
+export function frameChunk(payload: Buffer): Buffer {
+  const head = payload.length.toString(16);
+  const out = Buffer.allocUnsafe(head.length + payload.length + 4);
+  out.write(head, 0, 'latin1');
+  out.writeUInt16LE(CRLF, head.length);
+  payload.copy(out, head.length + 2);
+  out.writeUInt16LE(CRLF, out.length - 2);
+  return out;
+}
+
+/** The payload inside a chunk built by frameChunk (for connections that cannot take raw chunks). */
+export function chunkPayload(chunk: Buffer): Buffer {
+  const start = chunk.indexOf(0x0a) + 1;
+  return chunk.subarray(start, chunk.length - 2);
+}

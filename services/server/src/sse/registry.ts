@@ -1,0 +1,167 @@
+// Every open stream of the server: admission limits, one heartbeat timer for all streams, close
+// bookkeeping and the graceful end of all streams at shutdown.
+import type { ServerResponse } from 'node:http';
+import type { Logger } from 'pino';
+import type { RejectReason, ServerMetrics } from '../metrics.ts';
+import type { SseConnection, StreamRoute } from './connection.ts';
+import { encodeRetry, frameChunk, HEARTBEAT } from './encode.ts';
+
+export interface RegistryOptions {
+  maxConnections: number;
+  /** 0: no per-address limit. */
+  maxConnectionsPerIp: number;
+  heartbeatMs: number;
+}
+
+const kConnection = Symbol('sse.connection');
+const kRegistry = Symbol('sse.registry');
+type TaggedResponse = ServerResponse & {
+  [kConnection]?: SseConnection;
+  [kRegistry]?: ConnectionRegistry;
+};
+
+const HEARTBEAT_CHUNK = frameChunk(HEARTBEAT);
+
+export class ConnectionRegistry {
+  readonly connections = new Set<SseConnection>();
+  private readonly perIp = new Map<string, number>();
+  private readonly perRoute: Record<StreamRoute, number> = {
+    '/sse/test': 0,
+    '/sse/channels/:channel': 0,
+  };
+  private readonly options: RegistryOptions;
+  private metrics: ServerMetrics | null = null;
+  private readonly logger: Logger;
+  private heartbeatTimer: NodeJS.Timeout | null = null;
+  /** Set at shutdown: new streams are refused. */
+  draining = false;
+
+  constructor(options: RegistryOptions, logger: Logger) {
+    this.options = options;
+    this.logger = logger;
+  }
+
+  attachMetrics(metrics: ServerMetrics): void {
+    this.metrics = metrics;
+  }
+
+  get size(): number {
+    return this.connections.size;
+  }
+
+  countByRoute(route: StreamRoute): number {
+    return this.perRoute[route];
+  }
+
+  /** Why a new stream from `ip` must be refused, or null when it may open. */
+  admit(ip: string): RejectReason | 'shutting_down' | null {
+    if (this.draining) return 'shutting_down';
+    if (this.connections.size >= this.options.maxConnections) return 'max_connections';
+    const limit = this.options.maxConnectionsPerIp;
+    if (limit > 0 && (this.perIp.get(ip) ?? 0) >= limit) return 'per_ip_limit';
+    return null;
+  }
+
+  /** Starts tracking an opened stream; it is forgotten when its response closes. */
+  add(conn: SseConnection): void {
+    this.connections.add(conn);
+    this.perIp.set(conn.ip, (this.perIp.get(conn.ip) ?? 0) + 1);
+    this.perRoute[conn.route]++;
+    const res = conn.res as TaggedResponse;
+    res[kConnection] = conn;
+    res[kRegistry] = this;
+    conn.res.once('close', onResponseClose);
+    this.metrics?.connectionsTotal.labels({ route: conn.route }).inc();
+    if (!this.heartbeatTimer) this.startHeartbeat();
+  }
+
+  /** Called once when a stream's response has closed. */
+  remove(conn: SseConnection): void {
+    if (!this.connections.delete(conn)) return;
+    const n = (this.perIp.get(conn.ip) ?? 1) - 1;
+    if (n === 0) this.perIp.delete(conn.ip);
+    else this.perIp.set(conn.ip, n);
+    this.perRoute[conn.route]--;
+    if (conn.timer !== null) {
+      clearTimeout(conn.timer);
+      conn.timer = null;
+    }
+    conn.ended = true;
+    conn.owner?.detach(conn);
+    conn.owner = null;
+    const metrics = this.metrics;
+    if (metrics) {
+      metrics.connectionDuration
+        .labels({ route: conn.route })
+        .observe((performance.now() - conn.openedAt) / 1000);
+      if (conn.closeReason === 'slow_consumer') metrics.slowConsumerDisconnects.inc();
+    }
+    if (conn.closeReason === 'slow_consumer') {
+      this.logger.warn(
+        { event: 'slow_consumer', route: conn.route, ip: conn.ip },
+        'subscriber exceeded limits.maxBufferedBytes and was disconnected',
+      );
+    }
+    if (this.connections.size === 0) this.stopHeartbeat();
+  }
+
+  private startHeartbeat(): void {
+    const every = Math.max(5, Math.min(1000, Math.floor(this.options.heartbeatMs / 2)));
+    this.heartbeatTimer = setInterval(heartbeatTick, every, this);
+    this.heartbeatTimer.unref();
+  }
+
+  private stopHeartbeat(): void {
+    if (this.heartbeatTimer) clearInterval(this.heartbeatTimer);
+    this.heartbeatTimer = null;
+  }
+
+  /** Writes the heartbeat comment to every stream idle for heartbeatMs or longer. */
+  heartbeat(now = Date.now()): void {
+    const idleSince = now - this.options.heartbeatMs;
+    let sent = 0;
+    for (const conn of this.connections) {
+      if (conn.lastWriteAt > idleSince || conn.ended || !conn.hasBody) continue;
+      if (conn.writeChunk(HEARTBEAT_CHUNK)) {
+        conn.lastWriteAt = now;
+        sent++;
+      }
+    }
+    if (sent > 0 && this.metrics) {
+      this.metrics.heartbeatsSent.inc(sent);
+      this.metrics.bytesSent.inc(sent * HEARTBEAT.length);
+    }
+  }
+
+  /**
+   * Ends every open stream cleanly after a `retry:` line whose delay is spread over
+   * [retryMs, retryMs + jitterMs], so clients do not all come back in the same millisecond.
+   */
+  endAll(retryMs: number, jitterMs: number): number {
+    this.draining = true;
+    let ended = 0;
+    for (const conn of this.connections) {
+      if (conn.ended) continue;
+      const retry = Buffer.from(encodeRetry(retryMs + Math.random() * jitterMs));
+      conn.end(retry, 'shutdown');
+      this.metrics?.bytesSent.inc(retry.length);
+      ended++;
+    }
+    this.stopHeartbeat();
+    return ended;
+  }
+
+  /** Drops whatever is still open (after the shutdown deadline). */
+  destroyAll(): void {
+    for (const conn of this.connections) conn.destroy('shutdown');
+  }
+}
+
+function onResponseClose(this: TaggedResponse): void {
+  const conn = this[kConnection];
+  if (conn) this[kRegistry]?.remove(conn);
+}
+
+function heartbeatTick(registry: ConnectionRegistry): void {
+  registry.heartbeat();
+}

@@ -52,7 +52,13 @@ function methodNotAllowed(allow: string) {
 
 function buildExpress(
   config: ServerConfig,
-  deps: { hub: Hub; registry: ConnectionRegistry; metrics: ServerMetrics; cors: Cors; logger: Logger },
+  deps: {
+    hub: Hub;
+    registry: ConnectionRegistry;
+    metrics: ServerMetrics;
+    cors: Cors;
+    logger: Logger;
+  },
 ): express.Express {
   const { hub, registry, metrics, cors, logger } = deps;
   const app = express();
@@ -100,7 +106,7 @@ function buildExpress(
       res.set(cors.responseHeaders(req.headers));
       next();
     },
-    express.json({ limit: config.channels.maxEventBytes, type: () => true, strict: true }),
+    express.json({ limit: config.channels.maxEventBytes, type: () => true, strict: false }),
     publishHandler(config, hub, registry),
   );
   app.all(publishPath, methodNotAllowed('POST, OPTIONS'));

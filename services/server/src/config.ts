@@ -10,9 +10,7 @@ const tokenSchema = z.string().max(4096);
 export const serverConfigSchema = z.strictObject({
   host: z.string().min(1).default('0.0.0.0'),
   port: int(0, 65535).default(24856),
-  logLevel: z
-    .enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'])
-    .default('info'),
+  logLevel: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
   heartbeatMs: int(10, 3_600_000).default(15000),
   retryMs: int(0, 3_600_000).default(2000),
   shutdownTimeoutMs: int(100, 600_000).default(5000),

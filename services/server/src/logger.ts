@@ -1,5 +1,5 @@
 // Structured JSON logs (pino) on stdout; tokens and query strings never reach them.
-import { pino, type Logger } from 'pino';
+import { type Logger, pino } from 'pino';
 
 export type { Logger };
 
@@ -9,7 +9,10 @@ export function createLogger(level: string, destination?: pino.DestinationStream
       level,
       base: { service: 'http-sse-server' },
       timestamp: pino.stdTimeFunctions.isoTime,
-      redact: { paths: ['token', '*.token', 'authorization', '*.authorization'], censor: '[redacted]' },
+      redact: {
+        paths: ['token', '*.token', 'authorization', '*.authorization'],
+        censor: '[redacted]',
+      },
     },
     destination,
   );

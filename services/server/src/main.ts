@@ -19,12 +19,20 @@ const server = createSseServer(config, { logger });
 try {
   const address = await server.listen();
   logger.info(
-    { event: 'listening', host: address.address, port: address.port, metricsPort: config.metrics.port || undefined },
+    {
+      event: 'listening',
+      host: address.address,
+      port: address.port,
+      metricsPort: config.metrics.port || undefined,
+    },
     `listening on http://${address.address}:${address.port}`,
   );
 } catch (err) {
   const e = err as NodeJS.ErrnoException;
-  logger.fatal({ event: 'listen_failed', code: e.code }, `cannot listen on ${config.host}:${config.port}: ${e.message}`);
+  logger.fatal(
+    { event: 'listen_failed', code: e.code },
+    `cannot listen on ${config.host}:${config.port}: ${e.message}`,
+  );
   process.exit(1);
 }
 if (!config.publish.token) {

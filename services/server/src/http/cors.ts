@@ -45,10 +45,7 @@ export class Cors {
  * `X-Accel-Buffering: no` so reverse proxies do not buffer. HTTP/1.0 has no chunked encoding and
  * no keep-alive for a body of unknown length, so it gets `Connection: close` instead.
  */
-export function streamHeaders(
-  cors: Record<string, string>,
-  http10: boolean,
-): OutgoingHttpHeaders {
+export function streamHeaders(cors: Record<string, string>, http10: boolean): OutgoingHttpHeaders {
   const head: OutgoingHttpHeaders = http10
     ? { Connection: 'close', 'Content-Type': 'text/event-stream', 'Cache-Control': 'no-cache' }
     : {

@@ -41,7 +41,7 @@ function toInput(item: unknown, where: string): EventInput {
 }
 
 export function parsePublishBody(body: unknown, maxBatch: number): EventInput[] {
-  if (body === undefined || body === null) {
+  if (body === null || typeof body !== 'object') {
     throw badRequest('the body must be a JSON object or an array of objects');
   }
   if (!Array.isArray(body)) return [toInput(body, 'body')];
@@ -77,11 +77,18 @@ export function publishHandler(config: ServerConfig, hub: Hub, registry: Connect
         });
       }
       if (registry.draining) {
-        throw new HttpError(503, { error: 'unavailable', message: 'the server is shutting down' }, {
-          'Retry-After': '1',
-        });
+        throw new HttpError(
+          503,
+          { error: 'unavailable', message: 'the server is shutting down' },
+          {
+            'Retry-After': '1',
+          },
+        );
       }
-      const events = parsePublishBody(req.body, config.channels.maxBatchEvents);
+      const empty =
+        req.headers['transfer-encoding'] === undefined &&
+        Number(req.headers['content-length'] ?? 0) === 0;
+      const events = parsePublishBody(empty ? undefined : req.body, config.channels.maxBatchEvents);
       const result = await hub.publish(name, events);
       res.status(202).json(result);
     } catch (err) {

@@ -11,7 +11,7 @@ import { type Cors, streamHeaders } from '../http/cors.ts';
 import { HttpError, sendError, sendJson } from '../http/errors.ts';
 import { intParam, lastEventIdParam } from '../http/params.ts';
 import type { ServerMetrics } from '../metrics.ts';
-import { SseConnection, type StreamRoute } from '../sse/connection.ts';
+import { SseConnection, type StreamRoute, wantsClose } from '../sse/connection.ts';
 import type { Hub } from '../sse/hub.ts';
 import type { ConnectionRegistry } from '../sse/registry.ts';
 import {
@@ -90,7 +90,13 @@ export class StreamRouter {
 
   private demo(req: IncomingMessage, res: ServerResponse, query: URLSearchParams): void {
     const count = intParam(query, 'count', 1, DEMO_MAX_COUNT, DEMO_DEFAULT_COUNT);
-    const interval = intParam(query, 'interval_ms', 0, DEMO_MAX_INTERVAL_MS, DEMO_DEFAULT_INTERVAL_MS);
+    const interval = intParam(
+      query,
+      'interval_ms',
+      0,
+      DEMO_MAX_INTERVAL_MS,
+      DEMO_DEFAULT_INTERVAL_MS,
+    );
     const last = lastEventIdParam(req.headers['last-event-id'], query);
     const start = last === null ? 0 : last + 1;
     if (start >= count) {
@@ -151,7 +157,11 @@ export class StreamRouter {
   }
 
   /** Admits and registers a stream, or answers 503/429 and returns null. HEAD gets headers only. */
-  private open(req: IncomingMessage, res: ServerResponse, route: StreamRoute): SseConnection | null {
+  private open(
+    req: IncomingMessage,
+    res: ServerResponse,
+    route: StreamRoute,
+  ): SseConnection | null {
     const { registry, config, metrics, cors } = this.deps;
     const ip = req.socket.remoteAddress ?? 'unknown';
     const refusal = registry.admit(ip);
@@ -166,9 +176,12 @@ export class StreamRouter {
           { ...corsHeaders, 'Retry-After': '5' },
         );
       } else {
-        if (refusal === 'max_connections') metrics.connectionsRejected.labels('max_connections').inc();
+        if (refusal === 'max_connections')
+          metrics.connectionsRejected.labels('max_connections').inc();
         const message =
-          refusal === 'shutting_down' ? 'the server is shutting down' : 'the server is at maxConnections';
+          refusal === 'shutting_down'
+            ? 'the server is shutting down'
+            : 'the server is at maxConnections';
         sendJson(
           res,
           503,
@@ -180,7 +193,8 @@ export class StreamRouter {
     }
     if (req.method === 'HEAD') {
       res.writeHead(200, this.headers(req));
-      res.end();
+      if (wantsClose(req)) res.end(() => req.socket.end());
+      else res.end();
       return null;
     }
     const conn = new SseConnection(req, res, route, config.limits.maxBufferedBytes);

@@ -14,6 +14,12 @@ export interface ConnectionOwner {
   detach(conn: SseConnection): void;
 }
 
+/** True when the request asked for `Connection: close`. */
+export function wantsClose(req: IncomingMessage): boolean {
+  const value = req.headers.connection;
+  return value !== undefined && /(?:^|,)\s*close\s*(?:,|$)/i.test(value);
+}
+
 export class SseConnection {
   readonly req: IncomingMessage;
   readonly res: ServerResponse;
@@ -25,6 +31,11 @@ export class SseConnection {
   readonly raw: boolean;
   /** Queued bytes above which the subscriber counts as a slow consumer and is cut off. */
   readonly maxBufferedBytes: number;
+  /**
+   * The client asked for `Connection: close`. The stream still answers with the example's
+   * `Connection: keep-alive` header, but the socket is closed after the response ends.
+   */
+  readonly closeAfterEnd: boolean;
   /** No more writes: the response was ended or the socket is gone. */
   ended = false;
   closeReason: CloseReason = 'client';
@@ -53,6 +64,7 @@ export class SseConnection {
     this.route = route;
     this.ip = req.socket.remoteAddress ?? 'unknown';
     this.maxBufferedBytes = maxBufferedBytes;
+    this.closeAfterEnd = wantsClose(req);
     this.raw =
       req.httpVersionMajor === 1 &&
       req.httpVersionMinor === 1 &&
@@ -130,7 +142,15 @@ export class SseConnection {
     if (this.ended) return; // cut off by the write above
     this.ended = true;
     this.closeReason = reason;
-    this.res.end();
+    if (!this.closeAfterEnd) this.res.end();
+    else if (this.raw) {
+      this.res.end();
+      this.socket.end();
+    } else {
+      // A queued (pipelined) response: its bytes reach the socket later, so close after them.
+      const socket = this.socket;
+      this.res.end(() => socket.end());
+    }
   }
 
   /** Drops the connection at once (no terminator): slow consumers and forced shutdown. */

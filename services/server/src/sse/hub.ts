@@ -101,7 +101,12 @@ export class Hub implements ConnectionOwner {
    * events. Events still waiting for this tick's flush are not in the history yet and reach the
    * new subscriber through that flush, so the seam has no gap and no duplicate.
    */
-  subscribe(conn: SseConnection, name: string, lastEventId: number | null, headers: OutgoingHttpHeaders): void {
+  subscribe(
+    conn: SseConnection,
+    name: string,
+    lastEventId: number | null,
+    headers: OutgoingHttpHeaders,
+  ): void {
     const ch = this.channel(name);
     const parts: Buffer[] = [Buffer.from(encodeRetry(this.options.retryMs))];
     let replayed = 0;
@@ -266,7 +271,11 @@ function resetEvent(
   } else {
     return null;
   }
-  const data = JSON.stringify({ reason, lastEventId: String(lastEventId), resumeAfter: String(cursor) });
+  const data = JSON.stringify({
+    reason,
+    lastEventId: String(lastEventId),
+    resumeAfter: String(cursor),
+  });
   return { payload: Buffer.from(encodeEvent(data, 'reset', cursor)), cursor };
 }
 

@@ -1,7 +1,8 @@
 // GET /sse/test: the tRPC-Cpp example's stream. For N = start..count-1, `interval_ms` apart:
 //   event: message\ndata: {"msg": "hello", "idx": N}\nid: N\n\n
 // then the response ends. With interval_ms=0 all events and the end leave in one write.
-import type { OutgoingHttpHeaders } from 'node:http';
+
+import type { OutgoingHttpHeaders, ServerResponse } from 'node:http';
 import type { ServerMetrics } from '../metrics.ts';
 import type { SseConnection } from '../sse/connection.ts';
 
@@ -23,7 +24,38 @@ function demoEvents(start: number, count: number): Buffer {
 /** The default stream's bytes, built once. */
 const DEFAULT_BODY = demoEvents(0, DEMO_DEFAULT_COUNT);
 
-/** Streams events start..count-1 on an opened-but-not-started connection. */
+/**
+ * interval_ms=0: the whole stream is ready at once, so it needs no connection state at all:
+ * headers, one chunk with every event and the terminator leave in one write (node's own
+ * `res.end(body)` path, which corks them together).
+ */
+export function sendDemoAtOnce(
+  res: ServerResponse,
+  headers: OutgoingHttpHeaders,
+  start: number,
+  count: number,
+  closeAfter: boolean,
+  metrics: ServerMetrics,
+): void {
+  const began = performance.now();
+  const body =
+    start === 0 && count === DEMO_DEFAULT_COUNT ? DEFAULT_BODY : demoEvents(start, count);
+  res.writeHead(200, headers);
+  if (closeAfter) {
+    const socket = res.socket;
+    res.end(body, () => socket?.end());
+  } else {
+    res.end(body);
+  }
+  metrics.connectionsTotal.labels({ route: '/sse/test' }).inc();
+  metrics.eventsSent['/sse/test'].inc(count - start);
+  metrics.bytesSent.inc(body.length);
+  metrics.connectionDuration
+    .labels({ route: '/sse/test' })
+    .observe((performance.now() - began) / 1000);
+}
+
+/** Paced streams: the first event now, then one per interval from a timer of the connection. */
 export function startDemoStream(
   conn: SseConnection,
   headers: OutgoingHttpHeaders,
@@ -32,15 +64,6 @@ export function startDemoStream(
   intervalMs: number,
   metrics: ServerMetrics,
 ): void {
-  if (intervalMs === 0) {
-    const body =
-      start === 0 && count === DEMO_DEFAULT_COUNT ? DEFAULT_BODY : demoEvents(start, count);
-    conn.open(headers, [body]);
-    metrics.eventsSent['/sse/test'].inc(count - start);
-    metrics.bytesSent.inc(body.length);
-    conn.end();
-    return;
-  }
   const first = Buffer.from(demoEvent(start));
   conn.open(headers, [first]);
   metrics.eventsSent['/sse/test'].inc();

@@ -4,7 +4,7 @@
 //   GET|HEAD /sse/test               the example's demo stream
 //   GET|HEAD /sse/channels/:channel  a channel subscription (retry, replay, live events)
 //   OPTIONS  on both                  CORS preflight
-import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { IncomingMessage, OutgoingHttpHeaders, ServerResponse } from 'node:http';
 import type { ServerConfig } from '../config.ts';
 import { bearerToken, TokenCheck, UNAUTHORIZED_HEADERS } from '../http/auth.ts';
 import { type Cors, streamHeaders } from '../http/cors.ts';
@@ -19,6 +19,7 @@ import {
   DEMO_DEFAULT_INTERVAL_MS,
   DEMO_MAX_COUNT,
   DEMO_MAX_INTERVAL_MS,
+  sendDemoAtOnce,
   startDemoStream,
 } from './demo-stream.ts';
 
@@ -37,11 +38,20 @@ export interface StreamRouterDeps {
 export class StreamRouter {
   private readonly deps: StreamRouterDeps;
   private readonly subscribeToken: TokenCheck | null;
+  /** The stream headers when every origin is allowed: the same for every request (HTTP/1.1, 1.0). */
+  private readonly fixedHeaders: readonly [OutgoingHttpHeaders, OutgoingHttpHeaders] | null;
 
   constructor(deps: StreamRouterDeps) {
     this.deps = deps;
     const token = deps.config.subscribe.token;
     this.subscribeToken = token ? new TokenCheck(token) : null;
+    const anyOrigin = deps.config.cors.allowedOrigins.includes('*');
+    this.fixedHeaders = anyOrigin
+      ? [
+          streamHeaders(deps.cors.responseHeaders({}), false),
+          streamHeaders(deps.cors.responseHeaders({}), true),
+        ]
+      : null;
   }
 
   /** Serves the request when it is for an event-stream route; false leaves it to express. */
@@ -103,6 +113,12 @@ export class StreamRouter {
       this.noContent(req, res);
       return;
     }
+    if (interval === 0) {
+      if (!this.admit(req, res)) return;
+      if (req.method === 'HEAD') this.headOnly(req, res);
+      else sendDemoAtOnce(res, this.headers(req), start, count, wantsClose(req), this.deps.metrics);
+      return;
+    }
     const conn = this.open(req, res, '/sse/test');
     if (conn === null) return;
     startDemoStream(conn, this.headers(req), start, count, interval, this.deps.metrics);
@@ -147,8 +163,16 @@ export class StreamRouter {
     this.deps.hub.subscribe(conn, name, last, this.headers(req));
   }
 
-  private headers(req: IncomingMessage) {
-    return streamHeaders(this.deps.cors.responseHeaders(req.headers), req.httpVersionMinor === 0);
+  private headers(req: IncomingMessage): OutgoingHttpHeaders {
+    const http10 = req.httpVersionMinor === 0;
+    if (this.fixedHeaders !== null) return this.fixedHeaders[http10 ? 1 : 0];
+    return streamHeaders(this.deps.cors.responseHeaders(req.headers), http10);
+  }
+
+  private headOnly(req: IncomingMessage, res: ServerResponse): void {
+    res.writeHead(200, this.headers(req));
+    if (wantsClose(req)) res.end(() => req.socket.end());
+    else res.end();
   }
 
   private noContent(req: IncomingMessage, res: ServerResponse): void {
@@ -156,49 +180,49 @@ export class StreamRouter {
     res.end();
   }
 
-  /** Admits and registers a stream, or answers 503/429 and returns null. HEAD gets headers only. */
+  /** Applies the connection limits; answers 503/429 and returns false when the stream may not open. */
+  private admit(req: IncomingMessage, res: ServerResponse): boolean {
+    const { registry, metrics, cors } = this.deps;
+    const refusal = registry.admit(req.socket.remoteAddress ?? 'unknown');
+    if (refusal === null) return true;
+    const corsHeaders = cors.responseHeaders(req.headers);
+    if (refusal === 'per_ip_limit') {
+      metrics.connectionsRejected.labels('per_ip_limit').inc();
+      sendJson(
+        res,
+        429,
+        { error: 'too_many_connections', message: 'too many open streams from this address' },
+        { ...corsHeaders, 'Retry-After': '5' },
+      );
+      return false;
+    }
+    if (refusal === 'max_connections') metrics.connectionsRejected.labels('max_connections').inc();
+    const message =
+      refusal === 'shutting_down'
+        ? 'the server is shutting down'
+        : 'the server is at maxConnections';
+    sendJson(
+      res,
+      503,
+      { error: 'unavailable', message },
+      { ...corsHeaders, 'Retry-After': refusal === 'shutting_down' ? '1' : '5' },
+    );
+    return false;
+  }
+
+  /** Admits and registers a stream, or answers and returns null. HEAD gets headers only. */
   private open(
     req: IncomingMessage,
     res: ServerResponse,
     route: StreamRoute,
   ): SseConnection | null {
-    const { registry, config, metrics, cors } = this.deps;
-    const ip = req.socket.remoteAddress ?? 'unknown';
-    const refusal = registry.admit(ip);
-    if (refusal !== null) {
-      const corsHeaders = cors.responseHeaders(req.headers);
-      if (refusal === 'per_ip_limit') {
-        metrics.connectionsRejected.labels('per_ip_limit').inc();
-        sendJson(
-          res,
-          429,
-          { error: 'too_many_connections', message: 'too many open streams from this address' },
-          { ...corsHeaders, 'Retry-After': '5' },
-        );
-      } else {
-        if (refusal === 'max_connections')
-          metrics.connectionsRejected.labels('max_connections').inc();
-        const message =
-          refusal === 'shutting_down'
-            ? 'the server is shutting down'
-            : 'the server is at maxConnections';
-        sendJson(
-          res,
-          503,
-          { error: 'unavailable', message },
-          { ...corsHeaders, 'Retry-After': refusal === 'shutting_down' ? '1' : '5' },
-        );
-      }
-      return null;
-    }
+    if (!this.admit(req, res)) return null;
     if (req.method === 'HEAD') {
-      res.writeHead(200, this.headers(req));
-      if (wantsClose(req)) res.end(() => req.socket.end());
-      else res.end();
+      this.headOnly(req, res);
       return null;
     }
-    const conn = new SseConnection(req, res, route, config.limits.maxBufferedBytes);
-    registry.add(conn);
+    const conn = new SseConnection(req, res, route, this.deps.config.limits.maxBufferedBytes);
+    this.deps.registry.add(conn);
     return conn;
   }
 }

@@ -23,11 +23,7 @@ export interface SeenRequest {
   headers: http.IncomingHttpHeaders;
 }
 
-export type Handler = (
-  req: http.IncomingMessage,
-  res: http.ServerResponse,
-  n: number,
-) => unknown;
+export type Handler = (req: http.IncomingMessage, res: http.ServerResponse, n: number) => unknown;
 
 export interface TestServer {
   port: number;

@@ -211,6 +211,7 @@ describe('CLI errors and exit codes', () => {
     ['--url', 'ftp://example.com/'],
     ['--url'],
     ['--header', 'no colon'],
+    ['--last-event-id', 'a\nb'],
     ['positional'],
   ]) {
     test(`bad arguments ${JSON.stringify(args)}: usage on stderr, exit 2`, async () => {

@@ -80,6 +80,9 @@ export function parseCliArgs(argv: string[]): CliArgs {
     );
   }
   if (values.config === '') throw new UsageError('--config needs a file name');
+  if (values['last-event-id'] !== undefined && /[\0\r\n]/.test(values['last-event-id'])) {
+    throw new UsageError('--last-event-id must not contain NULL, CR or LF');
+  }
   const headers: Record<string, string> = {};
   for (const raw of values.header ?? []) {
     const [name, value] = header(raw);

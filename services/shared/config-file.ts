@@ -83,7 +83,9 @@ function readYaml(file: string, required: boolean): Tree {
   } catch (err) {
     const code = (err as NodeJS.ErrnoException).code;
     if (code === 'ENOENT' && !required) return {};
-    throw new ConfigError(`${displayPath(file)}: cannot read the config file (${code ?? String(err)})`);
+    throw new ConfigError(
+      `${displayPath(file)}: cannot read the config file (${code ?? String(err)})`,
+    );
   }
   let doc: unknown;
   try {
@@ -94,7 +96,9 @@ function readYaml(file: string, required: boolean): Tree {
   }
   if (doc === null || doc === undefined) return {};
   if (typeof doc !== 'object' || Array.isArray(doc)) {
-    throw new ConfigError(`${displayPath(file)}: the top level must be a mapping of keys to values`);
+    throw new ConfigError(
+      `${displayPath(file)}: the top level must be a mapping of keys to values`,
+    );
   }
   return doc as Tree;
 }

@@ -38,7 +38,7 @@ describe('heartbeat', () => {
       'GET /sse/test?count=2&interval_ms=300 HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n',
     );
     const { payload } = dechunk(splitResponse(raw).body);
-    assert.match(payload, /^event: message\n[^]*: ping\n\n[^]*id: 1\n\n$/);
+    assert.match(payload, /^event: message\n[\s\S]*: ping\n\n[\s\S]*id: 1\n\n$/s);
   });
 });
 

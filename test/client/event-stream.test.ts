@@ -281,18 +281,19 @@ describe('connectEventStream (callbacks) and reconnection', () => {
         let beats = 0;
         const timer = setInterval(() => {
           beats++;
-          if (beats < 8) res.write(': ping\n\n');
+          if (beats < 15) res.write(': ping\n\n');
           else {
             clearInterval(timer);
             res.end('data: done\n\n');
           }
-        }, 50);
+        }, 100);
         res.on('close', () => clearInterval(timer));
       },
       async (server) => {
+        // 1.5 s of heartbeats only: without them the 400 ms idle timeout would fire (by ~1 s).
         const events: SseEvent[] = [];
         const result = await connectEventStream(server.url(), {
-          timeoutMs: 300,
+          timeoutMs: 400,
           onEvent: (e) => events.push(e),
         }).done;
         assert.equal(result.reason, 'end');

@@ -16,6 +16,31 @@ try {
 const logger = createLogger(config.logLevel);
 const server = createSseServer(config, { logger });
 
+// Signal handlers first: a signal that arrives while starting must still shut down cleanly.
+let signals = 0;
+function onSignal(signal: NodeJS.Signals): void {
+  signals++;
+  if (signals > 1) {
+    logger.warn({ event: 'forced_exit', signal }, 'second signal: exiting now');
+    process.exit(1);
+  }
+  logger.info({ event: 'signal', signal }, `received ${signal}: shutting down`);
+  const guard = setTimeout(() => {
+    logger.error({ event: 'shutdown_timeout' }, 'shutdown did not finish in time');
+    process.exit(1);
+  }, config.shutdownTimeoutMs + 1000);
+  guard.unref();
+  server.shutdown().then(
+    () => process.exit(0),
+    (err: unknown) => {
+      logger.error({ err }, 'shutdown failed');
+      process.exit(1);
+    },
+  );
+}
+process.on('SIGTERM', onSignal);
+process.on('SIGINT', onSignal);
+
 try {
   const address = await server.listen();
   logger.info(
@@ -41,27 +66,3 @@ if (!config.publish.token) {
     'publish.token is not set: publishing is accepted only from loopback addresses',
   );
 }
-
-let signals = 0;
-function onSignal(signal: NodeJS.Signals): void {
-  signals++;
-  if (signals > 1) {
-    logger.warn({ event: 'forced_exit', signal }, 'second signal: exiting now');
-    process.exit(1);
-  }
-  logger.info({ event: 'signal', signal }, `received ${signal}: shutting down`);
-  const guard = setTimeout(() => {
-    logger.error({ event: 'shutdown_timeout' }, 'shutdown did not finish in time');
-    process.exit(1);
-  }, config.shutdownTimeoutMs + 1000);
-  guard.unref();
-  server.shutdown().then(
-    () => process.exit(0),
-    (err: unknown) => {
-      logger.error({ err }, 'shutdown failed');
-      process.exit(1);
-    },
-  );
-}
-process.on('SIGTERM', onSignal);
-process.on('SIGINT', onSignal);

@@ -3,7 +3,8 @@
 import { once } from 'node:events';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from 'prom-client';
+import { Counter, Gauge, Histogram, Registry } from 'prom-client';
+import { registerDefaultMetrics } from '../../shared/default-metrics.ts';
 import { ERROR_REASONS, type SseErrorReason } from './errors.ts';
 
 export interface ClientMetrics {
@@ -29,18 +30,9 @@ export function publishTimestamp(data: string): number | undefined {
   }
 }
 
-const LINT_FAILING_DEFAULTS = [
-  'nodejs_active_handles_total',
-  'nodejs_active_requests_total',
-  'nodejs_active_resources_total',
-];
-
 export function createClientMetrics(): ClientMetrics {
   const registry = new Registry();
-  collectDefaultMetrics({ register: registry });
-  // prom-client names three gauges *_total, which `promtool check metrics` rejects (a _total
-  // suffix means a counter); the same numbers remain in nodejs_active_{handles,requests,resources}.
-  for (const name of LINT_FAILING_DEFAULTS) registry.removeSingleMetric(name);
+  registerDefaultMetrics(registry);
   const events = new Counter({
     name: 'sse_client_events_received_total',
     help: 'Server-sent events dispatched by the client.',

@@ -1,6 +1,7 @@
 // The server's Prometheus metrics (prom-client), one Registry per server instance.
 // Hot-path counting is batched: one inc(n) per fan-out on pre-bound label children.
-import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from 'prom-client';
+import { Counter, Gauge, Histogram, Registry } from 'prom-client';
+import { registerDefaultMetrics } from '../../shared/default-metrics.ts';
 import type { StreamRoute } from './sse/connection.ts';
 
 export const STREAM_ROUTES: readonly StreamRoute[] = ['/sse/test', '/sse/channels/:channel'];
@@ -25,7 +26,7 @@ export interface ServerMetrics {
 /** Creates the registry and every metric; `activeCount` reports open streams per route. */
 export function createServerMetrics(activeCount: (route: StreamRoute) => number): ServerMetrics {
   const registry = new Registry();
-  collectDefaultMetrics({ register: registry });
+  registerDefaultMetrics(registry);
   const registers = [registry];
 
   const connectionsActive = new Gauge({

@@ -1,0 +1,298 @@
+// The Docker end-to-end test (npm run test:docker): builds the images, starts the compose stack
+// under its own project name, and checks what a user would do with it. Always cleans up with
+// `docker compose down -v`, also on failure and on SIGINT/SIGTERM. Bounded: every step has a
+// timeout, and the whole run stops after 20 minutes.
+import { type SpawnOptions, spawn } from 'node:child_process';
+import { once } from 'node:events';
+import net from 'node:net';
+import { fileURLToPath } from 'node:url';
+
+const root = fileURLToPath(new URL('../../', import.meta.url));
+const project = `httpsse-e2e-${process.pid}`;
+const TOTAL_TIMEOUT_MS = 20 * 60_000;
+
+interface Run {
+  code: number | null;
+  stdout: string;
+  stderr: string;
+}
+
+function log(line: string): void {
+  process.stderr.write(`[e2e] ${line}\n`);
+}
+
+function run(
+  cmd: string,
+  args: string[],
+  timeoutMs: number,
+  opts: SpawnOptions = {},
+): Promise<Run> {
+  const child = spawn(cmd, args, { cwd: root, env, stdio: ['ignore', 'pipe', 'pipe'], ...opts });
+  let stdout = '';
+  let stderr = '';
+  child.stdout?.setEncoding('utf8').on('data', (s: string) => {
+    stdout += s;
+  });
+  child.stderr?.setEncoding('utf8').on('data', (s: string) => {
+    stderr += s;
+  });
+  const timer = setTimeout(() => child.kill('SIGKILL'), timeoutMs);
+  return once(child, 'exit').then(([code]) => {
+    clearTimeout(timer);
+    return { code: code as number | null, stdout, stderr };
+  });
+}
+
+const compose = (args: string[], timeoutMs = 120_000) =>
+  run('docker', ['compose', '-p', project, ...args], timeoutMs);
+
+async function freePort(): Promise<number> {
+  const srv = net.createServer().listen(0, '127.0.0.1');
+  await once(srv, 'listening');
+  const { port } = srv.address() as net.AddressInfo;
+  srv.close();
+  return port;
+}
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+async function until<T>(
+  what: string,
+  timeoutMs: number,
+  probe: () => Promise<T | undefined>,
+): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const value = await probe().catch(() => undefined);
+    if (value !== undefined) return value;
+    if (Date.now() > deadline)
+      throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
+    await sleep(500);
+  }
+}
+
+function expect(cond: boolean, message: string): asserts cond {
+  if (!cond) throw new Error(message);
+}
+
+const hostPort = await freePort();
+const promPort = await freePort();
+const env = {
+  ...process.env,
+  SSE_HOST_PORT: String(hostPort),
+  PROMETHEUS_HOST_PORT: String(promPort),
+  SSE_PUBLISH_TOKEN: 'e2e-token',
+};
+const base = `http://127.0.0.1:${hostPort}`;
+
+const EXAMPLE_HEADERS = [
+  'HTTP/1.1 200 OK',
+  'Connection: keep-alive',
+  'Content-Type: text/event-stream',
+  'Cache-Control: no-cache',
+  'Transfer-Encoding: chunked',
+  'Access-Control-Allow-Origin: *',
+  'Access-Control-Allow-Headers: Cache-Control',
+];
+const exampleBody = Array.from(
+  { length: 10 },
+  (_, n) => `event: message\ndata: {"msg": "hello", "idx": ${n}}\nid: ${n}\n\n`,
+).join('');
+const exampleClient = [
+  ...Array.from(
+    { length: 10 },
+    (_, n) => `Received SSE event - id: ${n}, event: message, data: {"msg": "hello", "idx": ${n}}`,
+  ),
+  'SSE stream finished',
+].join('\n');
+
+const steps: [string, () => Promise<void>][] = [
+  [
+    'docker compose up -d --build server, and it becomes healthy',
+    async () => {
+      const build = await compose(['build', 'server', 'client'], 15 * 60_000);
+      expect(build.code === 0, `compose build failed:\n${build.stderr.slice(-3000)}`);
+      const up = await compose(['up', '-d', '--build', 'server'], 15 * 60_000);
+      expect(up.code === 0, `compose up failed:\n${up.stderr.slice(-3000)}`);
+      const id = (await compose(['ps', '-q', 'server'])).stdout.trim();
+      expect(id !== '', 'no server container');
+      await until('the server to be healthy', 90_000, async () => {
+        const r = await run('docker', ['inspect', '-f', '{{.State.Health.Status}}', id], 10_000);
+        return r.stdout.trim() === 'healthy' ? true : undefined;
+      });
+    },
+  ],
+  [
+    'the images run as the node user with a healthcheck',
+    async () => {
+      for (const image of ['http-sse-server:latest', 'http-sse-client:latest']) {
+        const r = await run(
+          'docker',
+          ['image', 'inspect', '-f', '{{.Config.User}}', image],
+          10_000,
+        );
+        expect(r.stdout.trim() === 'node', `${image} runs as "${r.stdout.trim()}"`);
+      }
+      const hc = await run(
+        'docker',
+        ['image', 'inspect', '-f', '{{json .Config.Healthcheck.Test}}', 'http-sse-server:latest'],
+        10_000,
+      );
+      expect(hc.stdout.includes('/healthz'), `server image healthcheck: ${hc.stdout}`);
+    },
+  ],
+  [
+    'curl -i -N /sse/test shows the example byte for byte',
+    async () => {
+      const r = await run(
+        'curl',
+        ['-sS', '-i', '-N', '--max-time', '30', `${base}/sse/test`],
+        40_000,
+      );
+      expect(r.code === 0, `curl failed (${r.code}): ${r.stderr}`);
+      const split = r.stdout.indexOf('\r\n\r\n');
+      const headers = r.stdout.slice(0, split).split('\r\n');
+      const body = r.stdout.slice(split + 4);
+      expect(
+        JSON.stringify(headers.slice(0, EXAMPLE_HEADERS.length)) ===
+          JSON.stringify(EXAMPLE_HEADERS),
+        `headers:\n${headers.join('\n')}`,
+      );
+      expect(body === exampleBody, `body:\n${JSON.stringify(body)}`);
+    },
+  ],
+  [
+    'docker compose run --rm client prints the ten events and SSE stream finished',
+    async () => {
+      const r = await compose(['run', '--rm', 'client'], 5 * 60_000);
+      expect(r.code === 0, `client exited ${r.code}: ${r.stderr.slice(-2000)}`);
+      expect(r.stdout.trim() === exampleClient, `client output:\n${r.stdout}`);
+    },
+  ],
+  [
+    'options pass through to the client container (--json --url ...)',
+    async () => {
+      const r = await compose(
+        [
+          'run',
+          '--rm',
+          'client',
+          '--json',
+          '--url',
+          'http://server:24856/sse/test?interval_ms=0&count=3',
+        ],
+        2 * 60_000,
+      );
+      expect(r.code === 0, `client exited ${r.code}: ${r.stderr.slice(-2000)}`);
+      const lines = r.stdout
+        .trim()
+        .split('\n')
+        .map((l) => JSON.parse(l) as { id: string });
+      expect(lines.map((l) => l.id).join(',') === '0,1,2', `json output:\n${r.stdout}`);
+    },
+  ],
+  [
+    'GET /metrics from the host counts the streams',
+    async () => {
+      const res = await fetch(`${base}/metrics`);
+      const text = await res.text();
+      const m = /^sse_events_sent_total\{route="\/sse\/test"\} (\d+)/m.exec(text);
+      expect(m !== null && Number(m[1]) >= 23, `sse_events_sent_total: ${m?.[1]}`);
+    },
+  ],
+  [
+    'the observability profile: Prometheus scrapes the server (up == 1)',
+    async () => {
+      const up = await compose(
+        ['--profile', 'observability', 'up', '-d', 'prometheus'],
+        5 * 60_000,
+      );
+      expect(up.code === 0, `prometheus failed to start:\n${up.stderr.slice(-2000)}`);
+      await until('Prometheus to report the server target up', 90_000, async () => {
+        const res = await fetch(
+          `http://127.0.0.1:${promPort}/api/v1/query?query=${encodeURIComponent('up{job="http-sse-server"}')}`,
+        );
+        const body = (await res.json()) as { data: { result: { value: [number, string] }[] } };
+        return body.data.result[0]?.value[1] === '1' ? true : undefined;
+      });
+    },
+  ],
+  [
+    'docker compose stop ends an open stream cleanly (graceful shutdown in the container)',
+    async () => {
+      const id = (await compose(['ps', '-q', 'server'])).stdout.trim();
+      const stream = run(
+        'curl',
+        ['-sS', '-N', '--max-time', '60', `${base}/sse/test?count=1000&interval_ms=100`],
+        70_000,
+      );
+      await sleep(1500);
+      const stop = await compose(['stop', 'server'], 60_000);
+      expect(stop.code === 0, `compose stop failed: ${stop.stderr}`);
+      const r = await stream;
+      expect(r.code === 0, `the stream did not end cleanly: curl exit ${r.code} ${r.stderr}`);
+      expect(
+        /\nretry: \d+\n\n$/.test(r.stdout),
+        `stream tail: ${JSON.stringify(r.stdout.slice(-120))}`,
+      );
+      const code = await run('docker', ['inspect', '-f', '{{.State.ExitCode}}', id], 10_000);
+      expect(code.stdout.trim() === '0', `server container exit code ${code.stdout.trim()}`);
+      const logs = await compose(['logs', '--no-color', 'server']);
+      expect(logs.stdout.includes('"event":"stopped"'), 'no "stopped" log line');
+    },
+  ],
+];
+
+let passed = 0;
+let failed = 0;
+let cleaning: Promise<void> | null = null;
+
+function cleanup(): Promise<void> {
+  cleaning ??= (async () => {
+    log(`cleaning up: docker compose -p ${project} down -v`);
+    const r = await compose(
+      ['--profile', 'observability', '--profile', 'loadtest', 'down', '-v', '--remove-orphans'],
+      180_000,
+    );
+    if (r.code !== 0) log(`cleanup failed: ${r.stderr.slice(-1000)}`);
+  })();
+  return cleaning;
+}
+
+for (const signal of ['SIGINT', 'SIGTERM'] as const) {
+  process.once(signal, () => {
+    log(`${signal}: stopping`);
+    cleanup().finally(() => process.exit(130));
+  });
+}
+const watchdog = setTimeout(() => {
+  log(`the whole run exceeded ${TOTAL_TIMEOUT_MS / 60_000} minutes`);
+  cleanup().finally(() => process.exit(1));
+}, TOTAL_TIMEOUT_MS);
+watchdog.unref();
+
+const started = Date.now();
+try {
+  const docker = await run('docker', ['compose', 'version'], 30_000);
+  expect(docker.code === 0, `docker compose is not available: ${docker.stderr}`);
+  for (const [name, step] of steps) {
+    const t0 = Date.now();
+    try {
+      await step();
+      passed++;
+      log(`ok   ${name} (${((Date.now() - t0) / 1000).toFixed(1)} s)`);
+    } catch (err) {
+      failed++;
+      log(`FAIL ${name}: ${(err as Error).message}`);
+      if (passed === 0) break; // nothing else can work without a running server
+    }
+  }
+} catch (err) {
+  failed++;
+  log(`FAIL ${(err as Error).message}`);
+} finally {
+  await cleanup();
+}
+log(`finished in ${((Date.now() - started) / 1000).toFixed(0)} s`);
+process.stdout.write(`${passed} passed, ${failed} failed\n`);
+process.exit(failed === 0 ? 0 : 1);

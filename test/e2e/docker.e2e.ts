@@ -6,6 +6,7 @@ import { type SpawnOptions, spawn } from 'node:child_process';
 import { once } from 'node:events';
 import net from 'node:net';
 import { fileURLToPath } from 'node:url';
+import { EXAMPLE_HEADERS, exampleBody, exampleClientLines } from '../helpers/example.ts';
 
 const root = fileURLToPath(new URL('../../', import.meta.url));
 const project = `httpsse-e2e-${process.pid}`;
@@ -85,26 +86,8 @@ const env = {
 };
 const base = `http://127.0.0.1:${hostPort}`;
 
-const EXAMPLE_HEADERS = [
-  'HTTP/1.1 200 OK',
-  'Connection: keep-alive',
-  'Content-Type: text/event-stream',
-  'Cache-Control: no-cache',
-  'Transfer-Encoding: chunked',
-  'Access-Control-Allow-Origin: *',
-  'Access-Control-Allow-Headers: Cache-Control',
-];
-const exampleBody = Array.from(
-  { length: 10 },
-  (_, n) => `event: message\ndata: {"msg": "hello", "idx": ${n}}\nid: ${n}\n\n`,
-).join('');
-const exampleClient = [
-  ...Array.from(
-    { length: 10 },
-    (_, n) => `Received SSE event - id: ${n}, event: message, data: {"msg": "hello", "idx": ${n}}`,
-  ),
-  'SSE stream finished',
-].join('\n');
+const EXAMPLE_STATUS_AND_HEADERS = ['HTTP/1.1 200 OK', ...EXAMPLE_HEADERS];
+const exampleClient = [...exampleClientLines(), 'SSE stream finished'].join('\n');
 
 const steps: [string, () => Promise<void>][] = [
   [
@@ -154,11 +137,11 @@ const steps: [string, () => Promise<void>][] = [
       const headers = r.stdout.slice(0, split).split('\r\n');
       const body = r.stdout.slice(split + 4);
       expect(
-        JSON.stringify(headers.slice(0, EXAMPLE_HEADERS.length)) ===
-          JSON.stringify(EXAMPLE_HEADERS),
+        JSON.stringify(headers.slice(0, EXAMPLE_STATUS_AND_HEADERS.length)) ===
+          JSON.stringify(EXAMPLE_STATUS_AND_HEADERS),
         `headers:\n${headers.join('\n')}`,
       );
-      expect(body === exampleBody, `body:\n${JSON.stringify(body)}`);
+      expect(body === exampleBody(), `body:\n${JSON.stringify(body)}`);
     },
   ],
   [

@@ -205,17 +205,5 @@ export async function publish(
   return { status: res.status, body: parsed, headers: res.headers };
 }
 
-/** Waits until `check` is true, polling; throws after `timeoutMs`. */
-export async function eventually(
-  check: () => boolean | Promise<boolean>,
-  timeoutMs = 10_000,
-  what = 'condition',
-): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!(await check())) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 10));
-  }
-}
-
+export { eventually } from './wait.ts';
 export { once };

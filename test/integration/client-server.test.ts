@@ -2,13 +2,11 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import { connectEventStream, openEventStream } from '../../services/client/src/index.ts';
+import { exampleClientLines } from '../helpers/example.ts';
 import { runNode } from '../helpers/process.ts';
 import { publish, startServer, type TestServer } from '../helpers/server.ts';
 
-const exampleLines = Array.from(
-  { length: 10 },
-  (_, n) => `Received SSE event - id: ${n}, event: message, data: {"msg": "hello", "idx": ${n}}`,
-);
+const exampleLines = exampleClientLines();
 
 describe('client CLI against the server', () => {
   let t: TestServer;

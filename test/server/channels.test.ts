@@ -4,6 +4,7 @@ import net from 'node:net';
 import { after, before, describe, test } from 'node:test';
 import { setFlagsFromString } from 'node:v8';
 import { runInNewContext } from 'node:vm';
+import { EXAMPLE_HEADERS } from '../helpers/example.ts';
 import {
   eventually,
   publish,
@@ -40,14 +41,7 @@ describe('publish and fan-out', () => {
     );
     const { status, headers } = splitResponse(raw);
     assert.equal(status, 'HTTP/1.1 200 OK');
-    for (const h of [
-      'Connection: keep-alive',
-      'Content-Type: text/event-stream',
-      'Cache-Control: no-cache',
-      'Transfer-Encoding: chunked',
-      'Access-Control-Allow-Origin: *',
-      'Access-Control-Allow-Headers: Cache-Control',
-    ]) {
+    for (const h of EXAMPLE_HEADERS) {
       assert.ok(headers.includes(h), h);
     }
   });

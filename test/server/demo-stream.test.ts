@@ -1,6 +1,7 @@
 // GET /sse/test: the tRPC-Cpp example's stream, exact on the wire.
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
+import { EXAMPLE_HEADERS, exampleBody } from '../helpers/example.ts';
 import {
   dechunk,
   rawExchange,
@@ -8,22 +9,6 @@ import {
   startServer,
   type TestServer,
 } from '../helpers/server.ts';
-
-const EXAMPLE_HEADERS = [
-  'Connection: keep-alive',
-  'Content-Type: text/event-stream',
-  'Cache-Control: no-cache',
-  'Transfer-Encoding: chunked',
-  'Access-Control-Allow-Origin: *',
-  'Access-Control-Allow-Headers: Cache-Control',
-];
-
-function exampleBody(from = 0, to = 10): string {
-  let out = '';
-  for (let n = from; n < to; n++)
-    out += `event: message\ndata: {"msg": "hello", "idx": ${n}}\nid: ${n}\n\n`;
-  return out;
-}
 
 const get = (path: string, extra = '') =>
   `GET ${path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n${extra}\r\n`;

@@ -1,5 +1,5 @@
 // promtool and a real Prometheus server (Debian's prometheus package) for metrics tests.
-import { type ChildProcess, execFileSync, spawn, spawnSync } from 'node:child_process';
+import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
 import { once } from 'node:events';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
@@ -11,20 +11,24 @@ function has(tool: string): boolean {
 }
 
 /**
- * Why a test needing `tool` cannot run, or undefined when it can. In CI a missing tool is a
- * failure (the CI script installs it), elsewhere a skip with the reason.
+ * Why a test needing `tool` cannot run, or undefined when it can. In CI (process.env.CI set) a
+ * missing tool is a failure, since .ci/run installs it; elsewhere a skip with the reason.
  */
 export function missingTool(tool: 'promtool' | 'prometheus'): string | undefined {
   if (has(tool)) return undefined;
   const why = `${tool} is not installed (apt-get install prometheus)`;
-  if (process.env.CI) throw new Error(why);
+  if (process.env.CI) throw new Error(`${why}, and CI is set: the metrics tests need it`);
   return why;
 }
 
-/** Runs `promtool check metrics` on an exposition; returns its exit code and output. */
+/** Runs `promtool check metrics` on an exposition (stdin); returns its exit code and output. */
 export function promtoolCheck(exposition: string): { status: number; output: string } {
-  const r = spawnSync('promtool', ['check', 'metrics'], { input: exposition, encoding: 'utf8' });
-  return { status: r.status ?? -1, output: `${r.stdout}${r.stderr}`.trim() };
+  const r = spawnSync('promtool', ['check', 'metrics'], {
+    input: exposition,
+    encoding: 'utf8',
+    timeout: 20_000,
+  });
+  return { status: r.status ?? -1, output: `${r.stdout ?? ''}${r.stderr ?? ''}`.trim() };
 }
 
 export async function freePort(): Promise<number> {
@@ -36,18 +40,26 @@ export async function freePort(): Promise<number> {
   return port;
 }
 
+export interface PromSample {
+  metric: Record<string, string>;
+  value: [number, string];
+}
+
 export interface PrometheusServer {
   base: string;
-  query(expr: string): Promise<{ metric: Record<string, string>; value: [number, string] }[]>;
+  /** An instant query; rejects on an HTTP or PromQL error (with Prometheus' message). */
+  query(expr: string): Promise<PromSample[]>;
+  /** Prometheus' own output so far (the last 4 KiB), for failure messages. */
+  log(): string;
   stop(): Promise<void>;
 }
 
-/** Starts Prometheus on a free port scraping `targets` every second. */
-export async function startPrometheus(targets: string[]): Promise<PrometheusServer> {
-  const dir = mkdtempSync(join(tmpdir(), 'http-sse-prom-'));
-  const config = [
+/** The scrape config: every `targets` entry scraped each second as job `http-sse`. */
+export function scrapeConfig(targets: string[]): string {
+  return [
     'global:',
     '  scrape_interval: 1s',
+    '  scrape_timeout: 1s',
     '  evaluation_interval: 1s',
     'scrape_configs:',
     '  - job_name: http-sse',
@@ -55,33 +67,90 @@ export async function startPrometheus(targets: string[]): Promise<PrometheusServ
     `      - targets: [${targets.map((t) => `'${t}'`).join(', ')}]`,
     '',
   ].join('\n');
-  writeFileSync(join(dir, 'prometheus.yml'), config);
-  execFileSync('promtool', ['check', 'config', join(dir, 'prometheus.yml')], { stdio: 'ignore' });
-  const port = await freePort();
-  const child: ChildProcess = spawn(
-    'prometheus',
-    [
-      `--config.file=${join(dir, 'prometheus.yml')}`,
-      `--storage.tsdb.path=${join(dir, 'data')}`,
-      `--web.listen-address=127.0.0.1:${port}`,
-    ],
-    { stdio: 'ignore' },
-  );
-  const exited = once(child, 'exit');
-  const base = `http://127.0.0.1:${port}`;
-  return {
-    base,
-    async query(expr) {
-      const res = await fetch(`${base}/api/v1/query?query=${encodeURIComponent(expr)}`);
-      if (!res.ok) return [];
-      const body = (await res.json()) as { data: { result: [] } };
-      return body.data.result;
-    },
-    async stop() {
-      if (child.exitCode === null && child.signalCode === null) child.kill('SIGTERM');
-      await Promise.race([exited, new Promise((r) => setTimeout(r, 5000))]);
-      if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
-      rmSync(dir, { recursive: true, force: true });
-    },
+}
+
+/**
+ * Starts Prometheus on a free 127.0.0.1 port with a temporary config and TSDB, scraping `targets`
+ * every second; resolves once it answers /-/ready. stop() kills it and removes the directory.
+ */
+export async function startPrometheus(
+  targets: string[],
+  readyTimeoutMs = 20_000,
+): Promise<PrometheusServer> {
+  const dir = mkdtempSync(join(tmpdir(), 'http-sse-prom-'));
+  let child: ChildProcess | null = null;
+  let output = '';
+  const stop = async () => {
+    const c = child;
+    child = null;
+    if (c !== null && c.exitCode === null && c.signalCode === null) {
+      const exited = once(c, 'exit');
+      c.kill('SIGTERM');
+      const timer = setTimeout(() => c.kill('SIGKILL'), 5000);
+      await exited;
+      clearTimeout(timer);
+    }
+    rmSync(dir, { recursive: true, force: true });
   };
+  try {
+    const file = join(dir, 'prometheus.yml');
+    writeFileSync(file, scrapeConfig(targets));
+    const check = spawnSync('promtool', ['check', 'config', file], {
+      encoding: 'utf8',
+      timeout: 20_000,
+    });
+    if (check.status !== 0) {
+      throw new Error(`promtool check config failed: ${check.stdout}${check.stderr}`);
+    }
+    const port = await freePort();
+    const base = `http://127.0.0.1:${port}`;
+    const c = spawn(
+      'prometheus',
+      [
+        `--config.file=${file}`,
+        `--storage.tsdb.path=${join(dir, 'data')}`,
+        `--web.listen-address=127.0.0.1:${port}`,
+      ],
+      { stdio: ['ignore', 'pipe', 'pipe'] },
+    );
+    child = c;
+    const keep = (s: string) => {
+      output = (output + s).slice(-4096);
+    };
+    c.stdout!.setEncoding('utf8').on('data', keep);
+    c.stderr!.setEncoding('utf8').on('data', keep);
+    const deadline = Date.now() + readyTimeoutMs;
+    for (;;) {
+      if (c.exitCode !== null || c.signalCode !== null) {
+        throw new Error(`prometheus exited (${c.exitCode ?? c.signalCode}): ${output}`);
+      }
+      const ready = await fetch(`${base}/-/ready`, { signal: AbortSignal.timeout(1000) }).then(
+        (r) => r.ok,
+        () => false,
+      );
+      if (ready) break;
+      if (Date.now() > deadline) throw new Error(`prometheus not ready: ${output}`);
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    return {
+      base,
+      async query(expr) {
+        const res = await fetch(`${base}/api/v1/query?query=${encodeURIComponent(expr)}`, {
+          signal: AbortSignal.timeout(5000),
+        });
+        const body = (await res.json()) as {
+          status: string;
+          error?: string;
+          data?: { resultType: string; result: PromSample[] };
+        };
+        if (body.status !== 'success') throw new Error(`query ${expr}: ${body.error}`);
+        return body.data!.result;
+      },
+      log: () => output,
+      stop,
+    };
+  } catch (err) {
+    await stop();
+    throw err;
+  }
 }

@@ -110,12 +110,14 @@ export class Hub implements ConnectionOwner {
     const ch = this.channel(name);
     const parts: Buffer[] = [Buffer.from(encodeRetry(this.options.retryMs))];
     let replayed = 0;
+    let resets = 0;
     if (lastEventId !== null) {
       let after = lastEventId;
       const reset = resetEvent(ch.history, lastEventId);
       if (reset !== null) {
         parts.push(reset.payload);
         after = reset.cursor;
+        resets = 1;
       }
       const events: StoredEvent[] = ch.history.after(after);
       for (const e of events) parts.push(e.payload);
@@ -126,10 +128,9 @@ export class Hub implements ConnectionOwner {
     for (const p of parts) bytes += p.length;
     const m = this.metrics;
     m.bytesSent.inc(bytes);
-    if (replayed > 0) {
-      m.replayedEvents.inc(replayed);
-      m.eventsSent[ROUTE].inc(replayed);
-    }
+    if (replayed > 0) m.replayedEvents.inc(replayed);
+    // The explicit `reset` event is written to the subscriber too (a delivery, not a replay).
+    if (replayed + resets > 0) m.eventsSent[ROUTE].inc(replayed + resets);
     conn.owner = this;
     conn.channel = ch;
     conn.slot = ch.subscribers.length;

@@ -1,0 +1,276 @@
+// The load-test harness on tiny runs: reports written and parseable, broken streams counted as
+// errors, lost events detected, --compare output, usage and unreachable-target exits.
+import assert from 'node:assert/strict';
+import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import http from 'node:http';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, before, describe, test } from 'node:test';
+import { compareReports } from '../../loadtest/src/report/compare.ts';
+import type { Report } from '../../loadtest/src/report/report.ts';
+import { completeStream } from '../../loadtest/src/scenarios/stream.ts';
+import { runNode } from '../helpers/process.ts';
+import { freePort } from '../helpers/prometheus.ts';
+import { startServer, type TestServer } from '../helpers/server.ts';
+
+const harness = (args: string[], env: Record<string, string> = {}) =>
+  runNode(['loadtest/src/main.ts', '--no-progress', ...args], env, 60_000);
+
+function reportFiles(dir: string): { json: Report; md: string; svg: string } {
+  const files = readdirSync(dir);
+  const name = files.find((f) => f.endsWith('.json'))!;
+  const stem = name.slice(0, -'.json'.length);
+  return {
+    json: JSON.parse(readFileSync(join(dir, name), 'utf8')) as Report,
+    md: readFileSync(join(dir, `${stem}.md`), 'utf8'),
+    svg: readFileSync(join(dir, `${stem}.svg`), 'utf8'),
+  };
+}
+
+/** A server whose /sse/test stream stops after five events (clean end) or is cut (abort). */
+function brokenStreamServer(mode: 'short' | 'cut'): http.Server {
+  return http.createServer((req, res) => {
+    if (req.url === '/healthz') return void res.end('{}');
+    res.writeHead(200, { 'Content-Type': 'text/event-stream', 'Transfer-Encoding': 'chunked' });
+    let body = '';
+    for (let n = 0; n < 5; n++)
+      body += `event: message\ndata: {"msg": "hello", "idx": ${n}}\nid: ${n}\n\n`;
+    if (mode === 'short') res.end(body);
+    else {
+      res.write(body);
+      res.socket?.destroy();
+    }
+  });
+}
+
+/** A fan-out peer that skips delivering one event (id 3) to every subscriber. */
+function droppingServer(): http.Server {
+  const subs = new Set<http.ServerResponse>();
+  let id = 0;
+  return http.createServer((req, res) => {
+    if (req.url === '/healthz' || req.url === '/metrics') return void res.end('');
+    if (req.method === 'GET') {
+      res.writeHead(200, { 'Content-Type': 'text/event-stream' });
+      res.write('retry: 1000\n\n');
+      subs.add(res);
+      res.on('close', () => subs.delete(res));
+      return;
+    }
+    let body = '';
+    req.on('data', (c) => {
+      body += c;
+    });
+    req.on('end', () => {
+      const { data } = JSON.parse(body) as { data: unknown };
+      id++;
+      if (id !== 3) for (const s of subs) s.write(`data: ${JSON.stringify(data)}\nid: ${id}\n\n`);
+      res.writeHead(202, { 'Content-Type': 'application/json' });
+      res.end(JSON.stringify({ ids: [id], subscribers: subs.size }));
+    });
+  });
+}
+
+async function listen(server: http.Server): Promise<string> {
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  return `http://127.0.0.1:${(server.address() as { port: number }).port}`;
+}
+
+describe('load-test harness', () => {
+  let t: TestServer;
+  let out: string;
+  before(async () => {
+    t = await startServer({ publish: { token: 'lt' } });
+    out = mkdtempSync(join(tmpdir(), 'http-sse-loadtest-'));
+  });
+  after(async () => {
+    await t.close();
+    rmSync(out, { recursive: true, force: true });
+  });
+
+  test('stream: a tiny run writes JSON, Markdown and SVG reports with the figures', async () => {
+    const dir = join(out, 'stream');
+    const r = await harness([
+      '--scenario',
+      'stream',
+      '--url',
+      t.base,
+      '--connections',
+      '2',
+      '--duration',
+      '1',
+      '--out',
+      dir,
+    ]);
+    assert.equal(r.code, 0, r.stderr);
+    const { json, md, svg } = reportFiles(dir);
+    assert.equal(json.scenario, 'stream');
+    assert.ok(Number(json.figures.streams_completed) > 0);
+    assert.equal(json.figures.errors, 0);
+    assert.equal(json.environment.node, process.version);
+    assert.ok(json.environment.cpus >= 1);
+    assert.match(md, /\| streams_per_s \|/);
+    assert.match(svg, /^<svg[\s>]/);
+    assert.match(r.stdout, /streams_per_s/);
+  });
+
+  test('stream: responses missing events, or cut, count as errors', async () => {
+    for (const mode of ['short', 'cut'] as const) {
+      const server = brokenStreamServer(mode);
+      const base = await listen(server);
+      try {
+        const dir = join(out, `broken-${mode}`);
+        const r = await harness([
+          '--scenario',
+          'stream',
+          '--url',
+          base,
+          '--connections',
+          '2',
+          '--duration',
+          '1',
+          '--out',
+          dir,
+          '--json',
+        ]);
+        const report = JSON.parse(r.stdout.trim().split('\n').at(-1)!) as Report;
+        assert.ok(Number(report.figures.errors) > 0, `${mode}: ${JSON.stringify(report.figures)}`);
+        assert.equal(report.figures.streams_completed, 0, mode);
+        assert.match(r.stderr, /stream\(s\) failed/);
+      } finally {
+        server.closeAllConnections();
+        server.close();
+      }
+    }
+    assert.equal(
+      completeStream('event: message\ndata: {"msg": "hello", "idx": 0}\nid: 0\n\n'),
+      false,
+    );
+  });
+
+  test('fanout: every event reaches every subscriber exactly once, with latency figures', async () => {
+    const dir = join(out, 'fanout');
+    const r = await harness(
+      [
+        '--scenario',
+        'fanout',
+        '--url',
+        t.base,
+        '--subscribers',
+        '5',
+        '--rate',
+        '20',
+        '--duration',
+        '1',
+        '--out',
+        dir,
+        '--json',
+      ],
+      { SSE_PUBLISH_TOKEN: 'lt' },
+    );
+    assert.equal(r.code, 0, r.stderr);
+    const report = JSON.parse(r.stdout.trim().split('\n').at(-1)!) as Report;
+    const f = report.figures;
+    assert.equal(f.subscribers_open, 5);
+    assert.ok(Number(f.published) > 0);
+    assert.equal(f.deliveries, Number(f.published) * 5);
+    assert.equal(f.lost, 0);
+    assert.equal(f.duplicated, 0);
+    assert.ok(Number(f.delivery_latency_p99_ms) > 0);
+    assert.ok(f.server_fanout_p99_ms !== null);
+  });
+
+  test('fanout: a server that drops an event is caught, loudly, with exit 1', async () => {
+    const server = droppingServer();
+    const base = await listen(server);
+    try {
+      const r = await harness([
+        '--scenario',
+        'fanout',
+        '--url',
+        base,
+        '--subscribers',
+        '3',
+        '--rate',
+        '10',
+        '--duration',
+        '1',
+        '--out',
+        join(out, 'drop'),
+        '--json',
+      ]);
+      assert.equal(r.code, 1);
+      const report = JSON.parse(r.stdout.trim().split('\n').at(-1)!) as Report;
+      assert.equal(report.figures.lost, 3, 'one event missing at each of three subscribers');
+      assert.match(r.stderr, /EVENTS LOST: 3/);
+    } finally {
+      server.closeAllConnections();
+      server.close();
+    }
+  });
+
+  test('connections: ramps idle subscribers and reports memory per connection', async () => {
+    const dir = join(out, 'connections');
+    const r = await harness([
+      '--scenario',
+      'connections',
+      '--url',
+      t.base,
+      '--subscribers',
+      '20',
+      '--out',
+      dir,
+      '--json',
+    ]);
+    assert.equal(r.code, 0, r.stderr);
+    const report = JSON.parse(r.stdout.trim().split('\n').at(-1)!) as Report;
+    assert.equal(report.figures.opened, 20);
+    assert.equal(report.figures.failed, 0);
+    assert.ok(report.figures.server_rss_per_connection_kb !== null);
+  });
+
+  test('--compare prints both runs side by side with percentages', async () => {
+    const dir = join(out, 'stream');
+    const old = join(dir, readdirSync(dir).find((f) => f.endsWith('.json'))!);
+    const r = await harness([
+      '--scenario',
+      'stream',
+      '--url',
+      t.base,
+      '--connections',
+      '1',
+      '--duration',
+      '1',
+      '--out',
+      join(out, 'cmp'),
+      '--compare',
+      old,
+    ]);
+    assert.equal(r.code, 0, r.stderr);
+    assert.match(r.stdout, /compare stream: /);
+    assert.match(r.stdout, /\| streams_per_s +\| +[\d.]+ \| +[\d.]+ \| +[+-][\d.]+% \|/);
+    const base = JSON.parse(readFileSync(old, 'utf8')) as Report;
+    const text = compareReports(
+      { ...base, figures: { a_per_s: 100, b: 0 } },
+      { ...base, figures: { a_per_s: 150, b: 0 } },
+    );
+    assert.match(text, /\| a_per_s \| +100\.0 \| +150\.0 \| +\+50\.0% \|/);
+  });
+
+  test('a bad flag exits 2 with usage; an unreachable target exits 1 with one line', async () => {
+    const bad = await harness(['--scenario', 'nope']);
+    assert.equal(bad.code, 2);
+    assert.match(bad.stderr, /unknown scenario "nope"/);
+    assert.match(bad.stderr, /usage: npm run loadtest/);
+    const flag = await harness(['--scenario', 'stream', '--bogus']);
+    assert.equal(flag.code, 2);
+    const port = await freePort();
+    const down = await harness(['--scenario', 'stream', '--url', `http://127.0.0.1:${port}`]);
+    assert.equal(down.code, 1);
+    const lines = down.stderr.trim().split('\n');
+    assert.equal(lines.length, 1);
+    assert.match(
+      lines[0]!,
+      new RegExp(`cannot reach http://127\\.0\\.0\\.1:${port}: ECONNREFUSED`),
+    );
+  });
+});

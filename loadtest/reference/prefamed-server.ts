@@ -25,7 +25,6 @@ let demo = '';
 for (let n = 0; n < 10; n++)
   demo += `event: message\ndata: {"msg": "hello", "idx": ${n}}\nid: ${n}\n\n`;
 const DEMO = Buffer.from(demo);
-const RETRY = Buffer.from('e\r\nretry: 2000\n\n\r\n');
 
 const channels = new Map<string, { subscribers: Set<Socket>; lastId: number }>();
 const channelOf = (name: string) => {
@@ -41,6 +40,7 @@ function frame(payload: Buffer): Buffer {
   const head = Buffer.from(`${payload.length.toString(16)}\r\n`, 'latin1');
   return Buffer.concat([head, payload, Buffer.from('\r\n', 'latin1')]);
 }
+const RETRY = frame(Buffer.from('retry: 2000\n\n'));
 
 const server = http.createServer((req, res) => {
   const url = req.url ?? '/';

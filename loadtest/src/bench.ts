@@ -89,6 +89,29 @@ export async function runBench(options: {
     const warnings: string[] = [];
     let series: Report['series'] | null = null;
 
+    // Memory first, on servers that have not served anything yet: a process that already grew
+    // for the fan-out steps reuses that memory and would show next to nothing per connection.
+    const memoryRows: string[][] = [];
+    for (const t of targets) {
+      log(`\n== 5000 idle connections against ${t.name}`);
+      const r = await runConnections({
+        base: t.base,
+        subscribers: 5000,
+        rampRate: 2500,
+        channel: 'bench-idle',
+        holdMs: 2000,
+        progress: options.progress,
+      });
+      figures[`${t.name}_idle_rss_per_connection_kb`] =
+        r.figures.server_rss_per_connection_kb ?? null;
+      memoryRows.push([
+        t.name,
+        formatFigure('x_kb', r.figures.server_rss_per_connection_kb ?? null),
+        formatFigure('x_kb', r.figures.server_heap_per_connection_kb ?? null),
+        String(r.figures.failed),
+      ]);
+    }
+
     for (const [subscribers, rate] of STEPS) {
       for (const t of targets) {
         log(`\n== fanout ${subscribers} x ${rate}/s against ${t.name} (${t.base})`);
@@ -151,27 +174,6 @@ export async function runBench(options: {
         formatFigure('x_per_s', r.figures.streams_per_s ?? null),
         formatFigure('x_ms', r.figures.latency_p99_ms ?? null),
         String(r.figures.errors),
-      ]);
-    }
-
-    const memoryRows: string[][] = [];
-    for (const t of targets) {
-      log(`\n== 5000 idle connections against ${t.name}`);
-      const r = await runConnections({
-        base: t.base,
-        subscribers: 5000,
-        rampRate: 2500,
-        channel: 'bench-idle',
-        holdMs: 2000,
-        progress: options.progress,
-      });
-      figures[`${t.name}_idle_rss_per_connection_kb`] =
-        r.figures.server_rss_per_connection_kb ?? null;
-      memoryRows.push([
-        t.name,
-        formatFigure('x_kb', r.figures.server_rss_per_connection_kb ?? null),
-        formatFigure('x_kb', r.figures.server_heap_per_connection_kb ?? null),
-        String(r.figures.failed),
       ]);
     }
 

@@ -21,8 +21,6 @@ export interface FanoutOptions {
   progress: boolean;
 }
 
-const CHANNEL_ROUTE = 'sse_events_sent_total{route="/sse/channels/:channel"}';
-
 export function progressBar(label: string, total: number, enabled: boolean) {
   const bar = new SingleBar({
     format: `${label} [{bar}] {value}/{total} {duration_formatted}`,
@@ -138,7 +136,6 @@ export async function runFanout(
   const publishErrors = r.errors + r.timeouts + r.non2xx;
   if (publishErrors > 0) warnings.push(`${publishErrors} publish request(s) failed`);
   const cpu = delta(idle, after, 'process_cpu_seconds_total');
-  const serverDeliveries = delta(idle, after, CHANNEL_ROUTE);
   const fanoutCount = delta(before, after, 'sse_fanout_duration_seconds_count');
   const fanoutSum = delta(before, after, 'sse_fanout_duration_seconds_sum');
   const seconds = r.duration;
@@ -181,8 +178,10 @@ export async function runFanout(
       ),
       server_fanout_mean_ms:
         fanoutCount && fanoutSum !== null ? (fanoutSum / fanoutCount) * 1000 : null,
+      // Server CPU while publishing, over the deliveries the subscribers counted (the same
+      // denominator for any server, whatever its own metrics).
       server_cpu_per_delivery_us:
-        cpu !== null && serverDeliveries ? (cpu * 1e6) / serverDeliveries : null,
+        cpu !== null && stats.deliveries > 0 ? (cpu * 1e6) / stats.deliveries : null,
       server_rss_before_bytes: sample(before, 'process_resident_memory_bytes'),
       server_rss_after_bytes: sample(after, 'process_resident_memory_bytes'),
       server_heap_after_bytes: sample(after, 'nodejs_heap_size_used_bytes'),

@@ -13,6 +13,9 @@ export interface ServerMetrics {
   connectionsTotal: Counter<'route'>;
   connectionsRejected: Counter<'reason'>;
   eventsSent: Record<StreamRoute, Counter.Internal>;
+  /** Pre-bound children of connectionsTotal and connectionDuration, one per route. */
+  opened: Record<StreamRoute, Counter.Internal>;
+  durations: Record<StreamRoute, Histogram.Internal<'route'>>;
   eventsPublished: Counter;
   bytesSent: Counter;
   fanoutDuration: Histogram;
@@ -122,8 +125,19 @@ export function createServerMetrics(activeCount: (route: StreamRoute) => number)
   eventsSent['/sse/test'].inc(0);
   eventsSent['/sse/channels/:channel'].inc(0);
 
+  const opened = {
+    '/sse/test': connectionsTotal.labels({ route: '/sse/test' }),
+    '/sse/channels/:channel': connectionsTotal.labels({ route: '/sse/channels/:channel' }),
+  };
+  const durations = {
+    '/sse/test': connectionDuration.labels({ route: '/sse/test' }),
+    '/sse/channels/:channel': connectionDuration.labels({ route: '/sse/channels/:channel' }),
+  };
+
   return {
     registry,
+    opened,
+    durations,
     connectionsActive,
     connectionsTotal,
     connectionsRejected,

@@ -47,12 +47,10 @@ export function sendDemoAtOnce(
   } else {
     res.end(body);
   }
-  metrics.connectionsTotal.labels({ route: '/sse/test' }).inc();
+  metrics.opened['/sse/test'].inc();
   metrics.eventsSent['/sse/test'].inc(count - start);
   metrics.bytesSent.inc(body.length);
-  metrics.connectionDuration
-    .labels({ route: '/sse/test' })
-    .observe((performance.now() - began) / 1000);
+  metrics.durations['/sse/test'].observe((performance.now() - began) / 1000);
 }
 
 /** Paced streams: the first event now, then one per interval from a timer of the connection. */

@@ -71,7 +71,7 @@ export class ConnectionRegistry {
     res[kConnection] = conn;
     res[kRegistry] = this;
     conn.res.once('close', onResponseClose);
-    this.metrics?.connectionsTotal.labels({ route: conn.route }).inc();
+    this.metrics?.opened[conn.route].inc();
     if (!this.heartbeatTimer) this.startHeartbeat();
   }
 
@@ -91,9 +91,7 @@ export class ConnectionRegistry {
     conn.owner = null;
     const metrics = this.metrics;
     if (metrics) {
-      metrics.connectionDuration
-        .labels({ route: conn.route })
-        .observe((performance.now() - conn.openedAt) / 1000);
+      metrics.durations[conn.route].observe((performance.now() - conn.openedAt) / 1000);
       if (conn.closeReason === 'slow_consumer') metrics.slowConsumerDisconnects.inc();
     }
     if (conn.closeReason === 'slow_consumer') {

@@ -24,7 +24,7 @@ const STEP_SECONDS = 8;
 const TOKEN = 'bench-token';
 
 interface Target {
-  name: 'ours' | 'reference';
+  name: 'ours' | 'reference' | 'express-naive';
   base: string;
   child: ChildProcess | null;
 }
@@ -82,6 +82,15 @@ export async function runBench(options: {
       targets.push(await startChild('ours', 'services/server/src/main.ts'));
       targets.push(await startChild('reference', 'loadtest/reference/prefamed-server.ts'));
     }
+    // The stream comparison also runs against a naive express handler (no channels there).
+    const streamTargets = [...targets];
+    if (!options.url) {
+      streamTargets.push(
+        await startChild('express-naive', 'loadtest/reference/express-naive-server.ts'),
+      );
+      targets.push(streamTargets.at(-1)!);
+    }
+    const fanoutTargets = targets.filter((t) => t.name !== 'express-naive');
     const token = options.url ? options.config.token : TOKEN;
     const startedAt = new Date().toISOString();
     const figures: Figures = {};
@@ -92,7 +101,7 @@ export async function runBench(options: {
     // Memory first, on servers that have not served anything yet: a process that already grew
     // for the fan-out steps reuses that memory and would show next to nothing per connection.
     const memoryRows: string[][] = [];
-    for (const t of targets) {
+    for (const t of fanoutTargets) {
       log(`\n== 5000 idle connections against ${t.name}`);
       const r = await runConnections({
         base: t.base,
@@ -113,7 +122,7 @@ export async function runBench(options: {
     }
 
     for (const [subscribers, rate] of STEPS) {
-      for (const t of targets) {
+      for (const t of fanoutTargets) {
         log(`\n== fanout ${subscribers} x ${rate}/s against ${t.name} (${t.base})`);
         const r = await runFanout({
           ...options.config.fanout,
@@ -158,7 +167,7 @@ export async function runBench(options: {
     }
 
     const streamRows: string[][] = [];
-    for (const t of targets) {
+    for (const t of streamTargets) {
       log(`\n== stream, 100 connections, against ${t.name}`);
       const r = await runStream({
         base: t.base,
@@ -177,7 +186,7 @@ export async function runBench(options: {
       ]);
     }
 
-    if (targets.length === 2) {
+    if (fanoutTargets.length === 2) {
       for (const [s, r] of STEPS) {
         const a = figures[`ours_${s}x${r}_delivery_latency_p99_ms`];
         const b = figures[`reference_${s}x${r}_delivery_latency_p99_ms`];
@@ -186,6 +195,8 @@ export async function runBench(options: {
       const a = figures.ours_stream_streams_per_s;
       const b = figures.reference_stream_streams_per_s;
       figures.stream_ours_vs_reference_ratio = a && b ? a / b : null;
+      const c = figures['express-naive_stream_streams_per_s'];
+      figures.stream_ours_vs_express_naive_ratio = a && c ? a / c : null;
     }
 
     const print = (s: string) => process.stdout.write(`${s}\n`);
@@ -213,6 +224,16 @@ export async function runBench(options: {
     print(textTable(['server', 'streams/s', 'p99', 'errors'], streamRows));
     print('\nMemory per idle connection (5000 subscribers, from /metrics)');
     print(textTable(['server', 'RSS per connection', 'heap per connection', 'failed'], memoryRows));
+    const ratios = Object.entries(figures).filter(([k]) => k.endsWith('_ratio'));
+    if (ratios.length > 0) {
+      print('\nRatios (ours / other; latency: lower is better, throughput: higher is better)');
+      print(
+        textTable(
+          ['figure', 'ratio'],
+          ratios.map(([k, v]) => [k, formatFigure(k, v)]),
+        ),
+      );
+    }
     for (const w of warnings) process.stderr.write(`\n!!! ${w} !!!\n`);
 
     const report: Report = {

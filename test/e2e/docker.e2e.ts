@@ -201,6 +201,39 @@ const steps: [string, () => Promise<void>][] = [
     },
   ],
   [
+    'the loadtest profile runs the harness against the server',
+    async () => {
+      const r = await compose(
+        [
+          '--profile',
+          'loadtest',
+          'run',
+          '--rm',
+          'loadtest',
+          '--url',
+          'http://server:24856',
+          '--scenario',
+          'fanout',
+          '--subscribers',
+          '5',
+          '--rate',
+          '10',
+          '--duration',
+          '2',
+          '--no-progress',
+          '--json',
+        ],
+        10 * 60_000,
+      );
+      expect(r.code === 0, `loadtest exited ${r.code}: ${r.stderr.slice(-2000)}`);
+      const report = JSON.parse(r.stdout.trim().split('\n').at(-1)!) as {
+        figures: Record<string, number>;
+      };
+      expect(report.figures.published > 0, `published ${report.figures.published}`);
+      expect(report.figures.lost === 0 && report.figures.duplicated === 0, 'events lost');
+    },
+  ],
+  [
     'docker compose stop ends an open stream cleanly (graceful shutdown in the container)',
     async () => {
       const id = (await compose(['ps', '-q', 'server'])).stdout.trim();

@@ -203,6 +203,8 @@ const steps: [string, () => Promise<void>][] = [
   [
     'the loadtest profile runs the harness against the server',
     async () => {
+      const build = await compose(['--profile', 'loadtest', 'build', 'loadtest'], 15 * 60_000);
+      expect(build.code === 0, `loadtest build failed:\n${build.stderr.slice(-3000)}`);
       const r = await compose(
         [
           '--profile',

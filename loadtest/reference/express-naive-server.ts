@@ -1,8 +1,10 @@
 // A second reference for the stream comparison of `npm run bench:fanout`: the naive express 5
 // handler most projects start from (headers, flushHeaders, one res.write per event, res.end).
 //   GET /sse/test?count=10&interval_ms=0, /healthz, /metrics
+import http from 'node:http';
 import express from 'express';
 import { collectDefaultMetrics, Registry } from 'prom-client';
+import { serve } from './serve.ts';
 
 const registry = new Registry();
 collectDefaultMetrics({ register: registry });
@@ -29,13 +31,4 @@ app.get('/metrics', async (_req, res) => {
   res.set('Content-Type', registry.contentType).send(await registry.metrics());
 });
 
-const server = app.listen(Number(process.env.PORT ?? 0), process.env.HOST ?? '127.0.0.1', () => {
-  const { port } = server.address() as { port: number };
-  process.stdout.write(`${JSON.stringify({ event: 'listening', port })}\n`);
-});
-for (const signal of ['SIGTERM', 'SIGINT'] as const) {
-  process.on(signal, () => {
-    server.closeAllConnections();
-    server.close(() => process.exit(0));
-  });
-}
+serve(http.createServer(app));

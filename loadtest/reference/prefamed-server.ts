@@ -9,6 +9,7 @@
 import http from 'node:http';
 import type { Socket } from 'node:net';
 import { collectDefaultMetrics, Registry } from 'prom-client';
+import { serve } from './serve.ts';
 
 const registry = new Registry();
 collectDefaultMetrics({ register: registry });
@@ -101,13 +102,4 @@ const server = http.createServer((req, res) => {
   res.end();
 });
 
-server.listen(Number(process.env.PORT ?? 0), process.env.HOST ?? '127.0.0.1', () => {
-  const { port } = server.address() as { port: number };
-  process.stdout.write(`${JSON.stringify({ event: 'listening', port })}\n`);
-});
-for (const signal of ['SIGTERM', 'SIGINT'] as const) {
-  process.on(signal, () => {
-    server.closeAllConnections();
-    server.close(() => process.exit(0));
-  });
-}
+serve(server);

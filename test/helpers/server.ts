@@ -178,7 +178,7 @@ export class Subscriber {
 
 /** What the publish API and its errors answer (fields present depend on the status). */
 export interface PublishBody {
-  ids?: number[];
+  ids?: string[];
   subscribers?: number;
   error?: string;
   message?: string;

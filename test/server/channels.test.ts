@@ -4,6 +4,7 @@ import net from 'node:net';
 import { after, before, describe, test } from 'node:test';
 import { setFlagsFromString } from 'node:v8';
 import { runInNewContext } from 'node:vm';
+import { compareIds, parseEventId } from '../../services/server/src/broker/event-id.ts';
 import { EXAMPLE_HEADERS } from '../helpers/example.ts';
 import {
   eventually,
@@ -24,7 +25,8 @@ async function gc(): Promise<void> {
   runGc();
 }
 
-const ids = (s: Subscriber) => s.events.map((e) => Number(e.id));
+const ids = (s: Subscriber) => s.events.map((e) => e.id);
+const byId = (a: string, b: string) => compareIds(parseEventId(a)!, parseEventId(b)!);
 
 describe('publish and fan-out', () => {
   let t: TestServer;
@@ -49,7 +51,7 @@ describe('publish and fan-out', () => {
   test('many subscribers all receive every event, in order, with increasing ids', async () => {
     const subs = Array.from({ length: 40 }, () => new Subscriber(`${t.base}/sse/channels/many`));
     await Promise.all(subs.map((s) => s.opened));
-    const published: number[] = [];
+    const published: string[] = [];
     const results = await Promise.all(
       Array.from({ length: 20 }, (_, i) =>
         publish(t.base, 'many', [
@@ -63,8 +65,10 @@ describe('publish and fan-out', () => {
       assert.equal(r.body.subscribers, 40);
       published.push(...r.body.ids!);
     }
-    published.sort((a, b) => a - b);
-    for (let i = 1; i < published.length; i++) assert.equal(published[i], published[i - 1]! + 1);
+    published.sort(byId);
+    for (const id of published) assert.match(id, /^\d+-\d+$/);
+    for (let i = 1; i < published.length; i++)
+      assert.ok(byId(published[i]!, published[i - 1]!) > 0);
     await Promise.all(subs.map((s) => s.waitFor(40)));
     for (const s of subs) {
       assert.deepEqual(ids(s), published);
@@ -140,7 +144,7 @@ describe('publish and fan-out', () => {
     assert.match(wrongMethod.headers.get('allow') ?? '', /POST/);
   });
 
-  test('bad channel names and Last-Event-ID on subscribe answer 400', async () => {
+  test('bad channel names answer 400; a malformed Last-Event-ID gets a reset, not a silent start', async () => {
     for (const path of [
       '/sse/channels/',
       '/sse/channels/a%20b',
@@ -151,8 +155,14 @@ describe('publish and fan-out', () => {
       assert.equal(res.status, 400, path);
       assert.equal(((await res.json()) as { parameter: string }).parameter, 'channel');
     }
-    const res = await fetch(`${t.base}/sse/channels/ok`, { headers: { 'Last-Event-ID': 'x1' } });
-    assert.equal(res.status, 400);
+    await publish(t.base, 'ok', { data: 'held' });
+    const sub = new Subscriber(`${t.base}/sse/channels/ok`, { 'Last-Event-ID': 'x1' });
+    await sub.waitFor(2);
+    sub.close();
+    assert.equal(sub.events[0]!.event, 'reset');
+    assert.equal(JSON.parse(sub.events[0]!.data).reason, 'malformed_id');
+    assert.equal(JSON.parse(sub.events[0]!.data).lastEventId, 'x1');
+    assert.equal(sub.events[1]!.data, 'held');
   });
 });
 
@@ -221,29 +231,28 @@ describe('Last-Event-ID replay', () => {
       'overflow',
       Array.from({ length: 80 }, (_, i) => ({ data: String(i) })),
     );
-    const first = r.body.ids![0]!;
+    const published = r.body.ids!;
     const sub = new Subscriber(`${t.base}/sse/channels/overflow`, {
-      'Last-Event-ID': String(first + 2),
+      'Last-Event-ID': published[2]!,
     });
     await sub.waitFor(51);
     sub.close();
     const [reset, ...rest] = sub.events;
     assert.equal(reset!.event, 'reset');
-    assert.equal(Number(reset!.id), first + 29);
+    // The newest id dropped from the history of 50: the stream continues right after it.
+    assert.equal(reset!.id, published[29]);
     assert.deepEqual(JSON.parse(reset!.data), {
       reason: 'history_exceeded',
-      lastEventId: String(first + 2),
-      resumeAfter: String(first + 29),
+      lastEventId: published[2],
+      resumeAfter: published[29],
     });
-    assert.deepEqual(
-      rest.map((e) => Number(e.id)),
-      Array.from({ length: 50 }, (_, i) => first + 30 + i),
-    );
+    assert.deepEqual(ids({ events: rest } as Subscriber), published.slice(30));
   });
 
   test('an id newer than anything sent gets a reset and the whole history', async () => {
     await publish(t.base, 'future', [{ data: 'a' }, { data: 'b' }]);
-    const sub = new Subscriber(`${t.base}/sse/channels/future`, { 'Last-Event-ID': '999999' });
+    const ahead = `${Date.now() + 3_600_000}-0`;
+    const sub = new Subscriber(`${t.base}/sse/channels/future`, { 'Last-Event-ID': ahead });
     await sub.waitFor(3);
     sub.close();
     assert.equal(sub.events[0]!.event, 'reset');
@@ -274,13 +283,20 @@ describe('history expiry', () => {
   test('a channel with no subscribers and no history is forgotten after historyTtlMs', async () => {
     const t = await startServer({ channels: { historyTtlMs: 1000 } });
     try {
-      await publish(t.base, 'ephemeral', { data: 'x' });
-      assert.equal(t.server.hub.channelCount, 1);
-      await eventually(() => t.server.hub.channelCount === 0, 10_000, 'channel to be forgotten');
-      const sub = new Subscriber(`${t.base}/sse/channels/ephemeral`, { 'Last-Event-ID': '1' });
-      await sub.opened;
-      await eventually(() => sub.retry !== null, 5000, 'retry line');
+      const r = await publish(t.base, 'ephemeral', { data: 'x' });
+      assert.equal(t.server.broker.channelCount, 1);
+      await eventually(() => t.server.broker.channelCount === 0, 10_000, 'channel to be forgotten');
+      // Its id is not reused, and resuming from it is never silent: the record is gone.
+      const again = await publish(t.base, 'ephemeral', { data: 'y' });
+      assert.ok(byId(again.body.ids![0]!, r.body.ids![0]!) > 0);
+      const sub = new Subscriber(`${t.base}/sse/channels/ephemeral`, {
+        'Last-Event-ID': r.body.ids![0]!,
+      });
+      await sub.waitFor(2);
       sub.close();
+      assert.equal(sub.events[0]!.event, 'reset');
+      assert.equal(JSON.parse(sub.events[0]!.data).reason, 'unknown_id');
+      assert.equal(sub.events[1]!.data, 'y');
     } finally {
       await t.close();
     }

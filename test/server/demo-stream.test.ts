@@ -160,7 +160,7 @@ describe('GET /sse/test', () => {
     const h = await fetch(`${t.base}/healthz`);
     assert.deepEqual(await h.json(), { status: 'ok' });
     const r = await fetch(`${t.base}/readyz`);
-    assert.deepEqual(await r.json(), { status: 'ready' });
+    assert.deepEqual(await r.json(), { status: 'ready', broker: { type: 'memory', up: true } });
   });
 
   test('malformed HTTP gets a JSON 400, not a hang', async () => {

@@ -221,10 +221,11 @@ describe('server metrics', () => {
     // unauthorized: no token, a wrong token.
     assert.equal((await fetch(`${t.base}/sse/channels/metric-d`)).status, 401);
     assert.equal((await fetch(`${t.base}/sse/channels/metric-d?access_token=nope`)).status, 401);
-    // bad_request: a bad parameter, a bad channel name, a bad Last-Event-ID.
+    // bad_request: a bad parameter, a bad channel name, a bad Last-Event-ID on the example stream
+    // (a channel takes any Last-Event-ID: one it cannot place gets a reset event).
     assert.equal((await fetch(`${t.base}/sse/test?count=0`)).status, 400);
     assert.equal((await fetch(`${t.base}/sse/channels/bad%20name?access_token=sub`)).status, 400);
-    const badId = await fetch(`${t.base}/sse/channels/metric-d?access_token=sub`, {
+    const badId = await fetch(`${t.base}/sse/test`, {
       headers: { 'Last-Event-ID': 'not-a-number' },
     });
     assert.equal(badId.status, 400);
@@ -326,6 +327,7 @@ describe('server metrics', () => {
     const allowed: Record<string, string[]> = {
       route: ['/sse/test', CHANNEL, PUBLISH, '/metrics', '/healthz', '/readyz', 'unmatched'],
       reason: ['max_connections', 'per_ip_limit', 'unauthorized', 'bad_request'],
+      op: ['publish', 'replay', 'join', 'read'],
       method: ['GET', 'HEAD', 'POST', 'OPTIONS'],
     };
     for (const line of text.split('\n')) {
@@ -364,7 +366,9 @@ describe('exact accounting on a quiet server (no heartbeats)', () => {
     await Promise.all(subs.map((s) => s.opened));
     const r = await publish(t.base, 'quiet-a', [{ event: 'tick', data: 'x\ny' }, { data: '42' }]);
     await Promise.all(subs.map((s) => s.waitFor(2)));
-    const replay = new Subscriber(`${t.base}/sse/channels/quiet-a`, { 'Last-Event-ID': '1' });
+    const replay = new Subscriber(`${t.base}/sse/channels/quiet-a`, {
+      'Last-Event-ID': r.body.ids![0]!,
+    });
     await replay.waitFor(1);
     const demo = await fetch(`${t.base}/sse/test?interval_ms=0&count=2`);
     const demoBody = await demo.text();

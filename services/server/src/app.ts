@@ -4,7 +4,7 @@ import { createServer, type IncomingMessage, type Server, type ServerResponse } 
 import type { AddressInfo } from 'node:net';
 import express, { type NextFunction, type Request, type Response } from 'express';
 import type { Broker } from './broker/broker.ts';
-import { MemoryBroker } from './broker/memory-broker.ts';
+import { createBroker } from './broker/create-broker.ts';
 import type { ServerConfig } from './config.ts';
 import { Cors } from './http/cors.ts';
 import { HttpError } from './http/errors.ts';
@@ -21,8 +21,12 @@ export interface SseServer {
   readonly metricsHttp: Server | null;
   readonly registry: ConnectionRegistry;
   readonly hub: Hub;
+  readonly broker: Broker;
   readonly metrics: ServerMetrics;
-  /** Listens on config.host:config.port (and the metrics port); resolves with the address. */
+  /**
+   * Starts the broker (a Redis broker that cannot connect yet keeps retrying: publishes answer 503
+   * meanwhile), then listens on config.host:config.port and the metrics port.
+   */
   listen(): Promise<AddressInfo>;
   /** Graceful: readiness false, streams ended with a randomized retry, exit within the timeout. */
   shutdown(): Promise<void>;
@@ -54,13 +58,14 @@ function buildExpress(
   config: ServerConfig,
   deps: {
     hub: Hub;
+    broker: Broker;
     registry: ConnectionRegistry;
     metrics: ServerMetrics;
     cors: Cors;
     logger: Logger;
   },
 ): express.Express {
-  const { hub, registry, metrics, cors, logger } = deps;
+  const { hub, broker, registry, metrics, cors, logger } = deps;
   const app = express();
   app.disable('x-powered-by');
   app.disable('etag');
@@ -81,8 +86,10 @@ function buildExpress(
   });
   app.all('/healthz', methodNotAllowed('GET, HEAD'));
   app.get('/readyz', (_req, res) => {
-    if (registry.draining) res.status(503).json({ status: 'shutting_down' });
-    else res.json({ status: 'ready' });
+    const state = { type: broker.type, up: broker.up };
+    if (registry.draining) res.status(503).json({ status: 'shutting_down', broker: state });
+    else if (!broker.up) res.status(503).json({ status: 'broker_down', broker: state });
+    else res.json({ status: 'ready', broker: state });
   });
   app.all('/readyz', methodNotAllowed('GET, HEAD'));
   app.get('/metrics', async (_req, res, next) => {
@@ -107,7 +114,7 @@ function buildExpress(
       next();
     },
     express.json({ limit: config.channels.maxEventBytes, type: () => true, strict: false }),
-    publishHandler(config, hub, registry),
+    publishHandler(config, hub),
   );
   app.all(publishPath, methodNotAllowed('POST, OPTIONS'));
 
@@ -145,7 +152,8 @@ function buildExpress(
 
 export function createSseServer(config: ServerConfig, deps: ServerDeps): SseServer {
   const { logger } = deps;
-  const broker = deps.broker ?? new MemoryBroker();
+  let metricsRef: ServerMetrics | null = null;
+  const broker = deps.broker ?? createBroker(config, () => metricsRef);
   const registry = new ConnectionRegistry(
     {
       maxConnections: config.limits.maxConnections,
@@ -154,20 +162,28 @@ export function createSseServer(config: ServerConfig, deps: ServerDeps): SseServ
     },
     logger,
   );
-  const metrics = createServerMetrics((route) => registry.countByRoute(route));
+  const metrics = createServerMetrics(
+    (route) => registry.countByRoute(route),
+    () => broker.up,
+  );
+  metricsRef = metrics;
   registry.attachMetrics(metrics);
+  broker.onStateChange((up) => {
+    if (up) logger.info({ event: 'broker_up', broker: broker.type }, 'broker connected');
+    else logger.warn({ event: 'broker_down', broker: broker.type }, 'broker unreachable');
+  });
   const hub = new Hub(
     broker,
     {
-      historySize: config.channels.historySize,
-      historyTtlMs: config.channels.historyTtlMs,
       retryMs: config.retryMs,
+      channelIdleMs: Math.min(config.channels.historyTtlMs, 30_000),
+      publishWaitMs: 5000,
     },
     metrics,
   );
   const cors = new Cors(config.cors.allowedOrigins);
   const streams = new StreamRouter({ config, registry, hub, metrics, cors });
-  const app = buildExpress(config, { hub, registry, metrics, cors, logger });
+  const app = buildExpress(config, { hub, broker, registry, metrics, cors, logger });
 
   const http = createServer({ noDelay: true, keepAlive: true }, (req, res) => {
     if (!streams.handle(req, res)) app(req, res);
@@ -193,8 +209,13 @@ export function createSseServer(config: ServerConfig, deps: ServerDeps): SseServ
     metricsHttp,
     registry,
     hub,
+    broker,
     metrics,
     async listen() {
+      await broker.start();
+      if (!broker.up) {
+        logger.warn({ event: 'broker_down', broker: broker.type }, 'broker unreachable at start');
+      }
       await listenOn(http, config.port, config.host);
       if (metricsHttp) await listenOn(metricsHttp, config.metrics.port, config.host);
       return http.address() as AddressInfo;
@@ -212,6 +233,8 @@ export function createSseServer(config: ServerConfig, deps: ServerDeps): SseServ
       if (!http.listening) resolve();
       else http.close(() => resolve());
     });
+    // Publishes now answer 503; those already accepted reach every open stream before it ends.
+    await hub.drain(Date.now() + Math.min(2000, config.shutdownTimeoutMs / 2));
     const ended = registry.endAll(config.retryMs, config.shutdownRetryJitterMs);
     logger.info({ event: 'shutdown', streams: ended }, 'shutting down: streams ended');
     // Sockets become idle as their last response finishes; close them as they do.

@@ -26,6 +26,7 @@ export const serverConfigSchema = z.strictObject({
       historyTtlMs: int(1000, 7 * 24 * 3_600_000).default(300_000),
       maxEventBytes: int(16, 16 * 1024 * 1024).default(65536),
       maxBatchEvents: int(1, 100_000).default(1000),
+      historyMaxBytes: int(1024, 1024 * 1024 * 1024).default(1024 * 1024),
     })
     .prefault({}),
   limits: z
@@ -33,6 +34,17 @@ export const serverConfigSchema = z.strictObject({
       maxConnections: int(1, 10_000_000).default(20000),
       maxConnectionsPerIp: int(0, 10_000_000).default(0),
       maxBufferedBytes: int(1024, 1024 * 1024 * 1024).default(1024 * 1024),
+      maxChannels: int(1, 10_000_000).default(10_000),
+    })
+    .prefault({}),
+  broker: z
+    .strictObject({
+      type: z.enum(['memory', 'redis']).default('memory'),
+      url: z
+        .string()
+        .regex(/^rediss?:\/\/\S+$/, 'expected a redis:// or rediss:// URL')
+        .default('redis://127.0.0.1:6379'),
+      keyPrefix: z.string().max(64).default('sse:'),
     })
     .prefault({}),
   publish: z.strictObject({ token: tokenSchema.default('') }).prefault({}),
@@ -58,6 +70,11 @@ export const serverEnv: Record<string, EnvBinding> = {
   SSE_MAX_CONNECTIONS: { key: 'limits.maxConnections', kind: 'int' },
   SSE_MAX_CONNECTIONS_PER_IP: { key: 'limits.maxConnectionsPerIp', kind: 'int' },
   SSE_MAX_BUFFERED_BYTES: { key: 'limits.maxBufferedBytes', kind: 'int' },
+  SSE_MAX_CHANNELS: { key: 'limits.maxChannels', kind: 'int' },
+  SSE_HISTORY_MAX_BYTES: { key: 'channels.historyMaxBytes', kind: 'int' },
+  SSE_BROKER: { key: 'broker.type', kind: 'string' },
+  REDIS_URL: { key: 'broker.url', kind: 'string' },
+  SSE_REDIS_KEY_PREFIX: { key: 'broker.keyPrefix', kind: 'string' },
   SSE_PUBLISH_TOKEN: { key: 'publish.token', kind: 'string' },
   SSE_SUBSCRIBE_TOKEN: { key: 'subscribe.token', kind: 'string' },
   METRICS_PORT: { key: 'metrics.port', kind: 'int' },

@@ -24,10 +24,21 @@ export interface ServerMetrics {
   heartbeatsSent: Counter;
   connectionDuration: Histogram<'route'>;
   httpRequestDuration: Histogram<'method' | 'route' | 'status_code'>;
+  brokerErrors: Counter<'op'>;
+  brokerPublishDuration: Histogram;
 }
 
-/** Creates the registry and every metric; `activeCount` reports open streams per route. */
-export function createServerMetrics(activeCount: (route: StreamRoute) => number): ServerMetrics {
+export const BROKER_OPS = ['publish', 'replay', 'join', 'read'] as const;
+export type BrokerOp = (typeof BROKER_OPS)[number];
+
+/**
+ * Creates the registry and every metric; `activeCount` reports open streams per route, `brokerUp`
+ * whether the broker is reachable.
+ */
+export function createServerMetrics(
+  activeCount: (route: StreamRoute) => number,
+  brokerUp: () => boolean = () => true,
+): ServerMetrics {
   const registry = new Registry();
   registerDefaultMetrics(registry);
   const registers = [registry];
@@ -107,6 +118,28 @@ export function createServerMetrics(activeCount: (route: StreamRoute) => number)
     registers,
   });
 
+  new Gauge({
+    name: 'sse_broker_up',
+    help: 'Whether the broker (memory, or Redis) can publish and replay now: 1 or 0.',
+    registers,
+    collect() {
+      this.set(brokerUp() ? 1 : 0);
+    },
+  });
+  const brokerErrors = new Counter({
+    name: 'sse_broker_errors_total',
+    help: 'Failed broker operations, by operation (publish, replay, join, read).',
+    labelNames: ['op'],
+    registers,
+  });
+  for (const op of BROKER_OPS) brokerErrors.labels({ op }).inc(0);
+  const brokerPublishDuration = new Histogram({
+    name: 'sse_broker_publish_duration_seconds',
+    help: 'Time for the broker to assign ids and store published events in the channel record.',
+    buckets: [0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5],
+    registers,
+  });
+
   for (const route of STREAM_ROUTES) {
     connectionsTotal.labels({ route }).inc(0);
   }
@@ -150,5 +183,7 @@ export function createServerMetrics(activeCount: (route: StreamRoute) => number)
     heartbeatsSent,
     connectionDuration,
     httpRequestDuration,
+    brokerErrors,
+    brokerPublishDuration,
   };
 }

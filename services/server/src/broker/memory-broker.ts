@@ -1,44 +1,136 @@
-// The in-process broker: ids from a per-channel counter (1, 2, 3, ...), delivery by a direct call.
-import type { Broker, BrokerEvent, BrokerListener, EventInput } from './broker.ts';
+// The in-process broker: one process, history in memory. Ids come from one clock-based generator
+// (`<ms>-<seq>`, as Redis makes them), delivery is a direct call to this process's hub.
+import {
+  type Broker,
+  type BrokerListener,
+  type BrokerStateListener,
+  ChannelLimitError,
+  type EventInput,
+  type FramedEvent,
+  type Replay,
+} from './broker.ts';
+import { type EventId, IdGenerator } from './event-id.ts';
+import { frameEvent } from './framed-event.ts';
+import { MemoryHistory } from './memory-history.ts';
+import { placeLastEventId } from './resume.ts';
+
+export interface MemoryBrokerOptions {
+  historySize: number;
+  historyMaxBytes: number;
+  historyTtlMs: number;
+  maxChannels: number;
+}
+
+interface ChannelRecord {
+  readonly history: MemoryHistory;
+  joined: boolean;
+}
 
 export class MemoryBroker implements Broker {
+  readonly type = 'memory';
+  readonly up = true;
   private listener: BrokerListener | null = null;
-  private readonly lastIds = new Map<string, number>();
+  private readonly records = new Map<string, ChannelRecord>();
+  private readonly ids: IdGenerator;
+  private readonly options: MemoryBrokerOptions;
+  private sweepTimer: NodeJS.Timeout | null = null;
+
+  constructor(options: MemoryBrokerOptions, now: () => number = Date.now) {
+    this.options = options;
+    this.ids = new IdGenerator(now);
+  }
+
+  get channelCount(): number {
+    return this.records.size;
+  }
 
   setListener(listener: BrokerListener): void {
     this.listener = listener;
   }
 
-  publish(channel: string, events: readonly EventInput[]): Promise<number[]> {
-    let id = this.lastIds.get(channel) ?? 0;
-    const out: BrokerEvent[] = new Array(events.length);
-    const ids: number[] = new Array(events.length);
-    for (let i = 0; i < events.length; i++) {
-      id++;
-      const e = events[i]!;
-      out[i] = e.event === undefined ? { id, data: e.data } : { id, event: e.event, data: e.data };
-      ids[i] = id;
+  onStateChange(_listener: BrokerStateListener): void {
+    // Always up.
+  }
+
+  start(): Promise<void> {
+    const every = Math.max(250, Math.min(30_000, Math.floor(this.options.historyTtlMs / 4)));
+    this.sweepTimer ??= setInterval(sweepTick, every, this);
+    this.sweepTimer.unref();
+    return Promise.resolve();
+  }
+
+  private record(channel: string): ChannelRecord {
+    let rec = this.records.get(channel);
+    if (rec === undefined) {
+      if (this.records.size >= this.options.maxChannels) {
+        throw new ChannelLimitError(this.options.maxChannels);
+      }
+      const { historySize, historyMaxBytes } = this.options;
+      rec = { history: new MemoryHistory(historySize, historyMaxBytes), joined: false };
+      this.records.set(channel, rec);
     }
-    this.lastIds.set(channel, id);
+    return rec;
+  }
+
+  publish(channel: string, events: readonly EventInput[]): Promise<FramedEvent[]> {
+    let rec: ChannelRecord;
+    try {
+      rec = this.record(channel);
+    } catch (err) {
+      return Promise.reject(err);
+    }
+    const out: FramedEvent[] = new Array(events.length);
+    for (let i = 0; i < events.length; i++) {
+      const framed = frameEvent(events[i]!, this.ids.next());
+      rec.history.push(framed);
+      out[i] = framed;
+    }
     this.listener?.(channel, out);
-    return Promise.resolve(ids);
+    return Promise.resolve(out);
   }
 
-  join(_channel: string): void {
-    // Every publish reaches this process's listener; nothing to subscribe to.
+  replay(channel: string, lastEventId: string): Replay {
+    const history = this.records.get(channel)?.history;
+    if (history === undefined) {
+      return {
+        placement: placeLastEventId(lastEventId, { oldest: null, last: null, maxDeleted: null }),
+        events: [],
+      };
+    }
+    const placement = placeLastEventId(lastEventId, history);
+    return { placement, events: history.after(placement.after) };
   }
 
-  /**
-   * The hub forgot the channel (no subscribers, no history for historyTtlMs): so does the broker,
-   * to hold no memory per channel name ever seen. Its ids then start again at 1, and a client that
-   * comes back with an older id gets the hub's explicit `reset`.
-   */
+  join(channel: string): EventId {
+    const rec = this.record(channel);
+    rec.joined = true;
+    return this.ids.last;
+  }
+
   leave(channel: string): void {
-    this.lastIds.delete(channel);
+    const rec = this.records.get(channel);
+    if (rec === undefined) return;
+    rec.joined = false;
+    if (rec.history.size === 0) this.records.delete(channel);
+  }
+
+  /** Expires history older than historyTtlMs; forgets channels with no subscribers and no events. */
+  sweep(now = Date.now()): void {
+    const before = now - this.options.historyTtlMs;
+    for (const [name, rec] of this.records) {
+      rec.history.expire(before);
+      if (!rec.joined && rec.history.size === 0) this.records.delete(name);
+    }
   }
 
   close(): Promise<void> {
+    if (this.sweepTimer) clearInterval(this.sweepTimer);
+    this.sweepTimer = null;
     this.listener = null;
     return Promise.resolve();
   }
+}
+
+function sweepTick(broker: MemoryBroker): void {
+  broker.sweep();
 }

@@ -23,22 +23,34 @@ export function intParam(
 }
 
 /**
- * The event id to resume after: the Last-Event-ID header, or `lastEventId` in the query for
- * clients that cannot set headers. Null when neither is given (an empty header counts as none,
- * as the EventSource spec sends none when its last event ID is empty).
+ * The Last-Event-ID header, or `lastEventId` in the query for clients that cannot set headers, as
+ * given. Null when neither is given (an empty header counts as none, as the EventSource spec
+ * sends none when its last event ID is empty).
  */
+export function rawLastEventId(
+  header: string | string[] | undefined,
+  query: URLSearchParams,
+): { value: string; from: 'Last-Event-ID' | 'lastEventId' } | null {
+  const fromHeader = Array.isArray(header) ? header[0] : header;
+  if (fromHeader !== undefined && fromHeader !== '') {
+    return { value: fromHeader, from: 'Last-Event-ID' };
+  }
+  const fromQuery = query.get('lastEventId');
+  return fromQuery === null || fromQuery === '' ? null : { value: fromQuery, from: 'lastEventId' };
+}
+
+/** The example stream's Last-Event-ID: a non-negative integer index, or null (400 otherwise). */
 export function lastEventIdParam(
   header: string | string[] | undefined,
   query: URLSearchParams,
 ): number | null {
-  const fromHeader = Array.isArray(header) ? header[0] : header;
-  const raw = fromHeader !== undefined && fromHeader !== '' ? fromHeader : query.get('lastEventId');
-  if (raw === null || raw === undefined || raw === '') return null;
-  const trimmed = raw.trim();
+  const raw = rawLastEventId(header, query);
+  if (raw === null) return null;
+  const trimmed = raw.value.trim();
   if (!/^\d{1,16}$/.test(trimmed) || !Number.isSafeInteger(Number(trimmed))) {
     throw badRequest('Last-Event-ID must be a non-negative integer event id', {
-      parameter: fromHeader ? 'Last-Event-ID' : 'lastEventId',
-      value: raw.slice(0, 64),
+      parameter: raw.from,
+      value: raw.value.slice(0, 64),
     });
   }
   return Number(trimmed);

@@ -7,8 +7,8 @@ import { bearerToken, isLoopback, TokenCheck, UNAUTHORIZED_HEADERS } from '../ht
 import { badRequest, HttpError } from '../http/errors.ts';
 import { validEventName } from '../sse/encode.ts';
 import type { Hub } from '../sse/hub.ts';
-import type { ConnectionRegistry } from '../sse/registry.ts';
 import { CHANNEL_NAME } from './stream-router.ts';
+import { unavailable } from './unavailable.ts';
 
 const MAX_EVENT_NAME = 256;
 
@@ -52,7 +52,7 @@ export function parsePublishBody(body: unknown, maxBatch: number): EventInput[] 
   return body.map((item, i) => toInput(item, `body[${i}]`));
 }
 
-export function publishHandler(config: ServerConfig, hub: Hub, registry: ConnectionRegistry) {
+export function publishHandler(config: ServerConfig, hub: Hub) {
   const token = config.publish.token ? new TokenCheck(config.publish.token) : null;
   return async (req: Request, res: Response, next: NextFunction): Promise<void> => {
     try {
@@ -76,15 +76,6 @@ export function publishHandler(config: ServerConfig, hub: Hub, registry: Connect
           parameter: 'channel',
         });
       }
-      if (registry.draining) {
-        throw new HttpError(
-          503,
-          { error: 'unavailable', message: 'the server is shutting down' },
-          {
-            'Retry-After': '1',
-          },
-        );
-      }
       const empty =
         req.headers['transfer-encoding'] === undefined &&
         Number(req.headers['content-length'] ?? 0) === 0;
@@ -92,7 +83,7 @@ export function publishHandler(config: ServerConfig, hub: Hub, registry: Connect
       const result = await hub.publish(name, events);
       res.status(202).json(result);
     } catch (err) {
-      next(err);
+      next(unavailable(err) ?? err);
     }
   };
 }

@@ -9,7 +9,7 @@ import type { ServerConfig } from '../config.ts';
 import { bearerToken, TokenCheck, UNAUTHORIZED_HEADERS } from '../http/auth.ts';
 import { type Cors, streamHeaders } from '../http/cors.ts';
 import { HttpError, sendError, sendJson } from '../http/errors.ts';
-import { intParam, lastEventIdParam } from '../http/params.ts';
+import { intParam, lastEventIdParam, rawLastEventId } from '../http/params.ts';
 import type { ServerMetrics } from '../metrics.ts';
 import { SseConnection, type StreamRoute, wantsClose } from '../sse/connection.ts';
 import type { Hub } from '../sse/hub.ts';
@@ -22,6 +22,7 @@ import {
   sendDemoAtOnce,
   startDemoStream,
 } from './demo-stream.ts';
+import { unavailable } from './unavailable.ts';
 
 export const CHANNEL_NAME = /^[A-Za-z0-9._:-]{1,128}$/;
 const CHANNEL_PREFIX = '/sse/channels/';
@@ -157,10 +158,27 @@ export class StreamRouter {
         return;
       }
     }
-    const last = lastEventIdParam(req.headers['last-event-id'], query);
+    // Any Last-Event-ID is taken: one the channel's record cannot place gets an explicit reset.
+    const last = rawLastEventId(req.headers['last-event-id'], query)?.value.slice(0, 256) ?? null;
     const conn = this.open(req, res, '/sse/channels/:channel');
     if (conn === null) return;
-    this.deps.hub.subscribe(conn, name, last, this.headers(req));
+    let opening: void | Promise<void>;
+    try {
+      opening = this.deps.hub.subscribe(conn, name, last, this.headers(req));
+    } catch (err) {
+      this.refuseOpened(res, err);
+      return;
+    }
+    opening?.catch((err: unknown) => this.refuseOpened(res, err));
+  }
+
+  /** A stream that could not start (broker down, channel limit, shutdown): 503 JSON, or a cut. */
+  private refuseOpened(res: ServerResponse, err: unknown): void {
+    const answer =
+      unavailable(err) ??
+      new HttpError(500, { error: 'internal', message: 'internal server error' });
+    if (res.headersSent || res.destroyed) res.destroy();
+    else sendError(res, answer);
   }
 
   private headers(req: IncomingMessage): OutgoingHttpHeaders {

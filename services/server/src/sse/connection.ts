@@ -3,6 +3,7 @@
 import type { IncomingMessage, OutgoingHttpHeaders, ServerResponse } from 'node:http';
 import type { Socket } from 'node:net';
 import { chunkPayload, frameChunk } from './encode.ts';
+import type { Subscription } from './subscription.ts';
 
 export type StreamRoute = '/sse/test' | '/sse/channels/:channel';
 
@@ -36,16 +37,17 @@ export class SseConnection {
    * `Connection: keep-alive` header, but the socket is closed after the response ends.
    */
   readonly closeAfterEnd: boolean;
+  /** The status line and headers were written (heartbeats and ends wait for it). */
+  opened = false;
   /** No more writes: the response was ended or the socket is gone. */
   ended = false;
   closeReason: CloseReason = 'client';
   /** Date.now() of the last write, for the heartbeat. */
   lastWriteAt = Date.now();
 
-  // Owner bookkeeping (hub: channel membership and slot for O(1) removal).
+  /** Who must forget this stream when it closes (the hub), and its channel membership. */
   owner: ConnectionOwner | null = null;
-  channel: unknown = null;
-  slot = -1;
+  subscription: Subscription | null = null;
   // Demo stream bookkeeping (/sse/test).
   timer: NodeJS.Timeout | null = null;
   next = 0;
@@ -72,17 +74,13 @@ export class SseConnection {
       res.socket === req.socket;
   }
 
-  /** True when the response carries a body (not HEAD). */
-  get hasBody(): boolean {
-    return this.req.method !== 'HEAD';
-  }
-
   /**
    * Sends the status line and headers together with the first bytes (one chunk made of `parts`,
    * written without copying them), so that they leave in one write.
    */
   open(headers: OutgoingHttpHeaders, parts: readonly Buffer[] = []): void {
     const { res, socket } = this;
+    this.opened = true;
     socket.setNoDelay(true);
     res.writeHead(200, headers);
     let total = 0;
@@ -96,7 +94,7 @@ export class SseConnection {
         socket.write('\r\n', 'latin1');
       }
       socket.uncork();
-    } else if (total > 0 && this.hasBody) {
+    } else if (total > 0) {
       for (const p of parts) res.write(p);
     } else {
       res.flushHeaders();
@@ -125,7 +123,7 @@ export class SseConnection {
   }
 
   private writeUnframed(payload: Buffer): boolean {
-    if (this.hasBody) this.res.write(payload);
+    this.res.write(payload);
     return this.checkBound(this.res.writableLength + this.socket.writableLength);
   }
 

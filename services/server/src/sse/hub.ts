@@ -1,62 +1,74 @@
-// The fan-out hub: channels, their subscribers and history, and the write path
-//   publish -> broker -> serialize once -> coalesce per tick -> one chunk -> every subscriber.
+// The fan-out hub: channels, their subscribers and the write path
+//   publish -> broker (ids, record) -> listener -> coalesce per tick -> one chunk -> every subscriber.
+// The broker keeps each channel's record (history); the hub keeps only what fan-out needs.
 import type { OutgoingHttpHeaders } from 'node:http';
-import type { Broker, BrokerEvent, EventInput } from '../broker/broker.ts';
+import type { Broker, EventInput, FramedEvent, Replay } from '../broker/broker.ts';
+import { compareIds, type EventId, formatEventId, ZERO_ID } from '../broker/event-id.ts';
+import type { Placement } from '../broker/resume.ts';
 import type { ServerMetrics } from '../metrics.ts';
 import type { ConnectionOwner, SseConnection } from './connection.ts';
 import { encodeEvent, encodeRetry, frameChunk } from './encode.ts';
-import { History, type StoredEvent } from './history.ts';
+import { Subscription } from './subscription.ts';
 
 export interface HubOptions {
-  historySize: number;
-  historyTtlMs: number;
   retryMs: number;
+  /** A channel with no subscribers is forgotten (and left at the broker) after this long. */
+  channelIdleMs: number;
+  /** Longest a publish waits for its events to reach this process's subscribers. */
+  publishWaitMs: number;
 }
 
 export interface PublishResult {
-  ids: number[];
+  ids: string[];
   /** Local subscribers the events were written to. */
   subscribers: number;
 }
 
-interface Pending {
-  id: number;
-  payload: Buffer;
+/** Publishing or subscribing is refused for now (shutting down): 503 with Retry-After. */
+export class DrainingError extends Error {
+  override name = 'DrainingError';
 }
 
 interface Waiter {
-  lastId: number;
+  last: EventId;
+  ids: string[];
   startedAt: number; // performance.now()
   resolve: (result: PublishResult) => void;
-  ids: number[];
 }
 
 class Channel {
   readonly name: string;
-  readonly subscribers: SseConnection[] = [];
-  readonly history: History;
-  pending: Pending[] = [];
+  readonly live: Subscription[] = [];
+  readonly joining: Subscription[] = [];
+  pending: FramedEvent[] = [];
   waiters: Waiter[] = [];
-  lastSentId = 0;
-  lastSentCount = 0;
+  /** Every event the broker delivers from now on has a greater id. */
+  position: EventId = ZERO_ID;
+  /** The newest id written by a flush, and to how many subscribers. */
+  flushed: EventId = ZERO_ID;
+  flushedTo = 0;
+  /** Set while the broker is joining the channel (Redis: finding the live start). */
+  ready: Promise<void> | null = null;
   idleSince = Date.now();
 
-  constructor(name: string, historySize: number) {
+  constructor(name: string) {
     this.name = name;
-    this.history = new History(historySize);
+  }
+
+  get subscriberCount(): number {
+    return this.live.length + this.joining.length;
   }
 
   get unused(): boolean {
-    return (
-      this.subscribers.length === 0 &&
-      this.history.size === 0 &&
-      this.pending.length === 0 &&
-      this.waiters.length === 0
-    );
+    return this.subscriberCount === 0 && this.pending.length === 0 && this.waiters.length === 0;
   }
 }
 
 const ROUTE = '/sse/channels/:channel';
+
+function isPromise<T>(value: T | Promise<T>): value is Promise<T> {
+  return typeof (value as Promise<T> | null)?.then === 'function';
+}
 
 export class Hub implements ConnectionOwner {
   private readonly channels = new Map<string, Channel>();
@@ -65,15 +77,19 @@ export class Hub implements ConnectionOwner {
   private readonly broker: Broker;
   private readonly options: HubOptions;
   private readonly metrics: ServerMetrics;
+  private readonly retryChunk: Buffer;
   private sweepTimer: NodeJS.Timeout | null = null;
+  private inflight = 0;
+  /** Set at shutdown: publishes are refused, accepted ones are still delivered. */
+  draining = false;
 
   constructor(broker: Broker, options: HubOptions, metrics: ServerMetrics) {
     this.broker = broker;
     this.options = options;
     this.metrics = metrics;
+    this.retryChunk = Buffer.from(encodeRetry(options.retryMs));
     broker.setListener((channel, events) => this.receive(channel, events));
-    const every = Math.max(250, Math.min(30_000, Math.floor(options.historyTtlMs / 4)));
-    this.sweepTimer = setInterval(sweepTick, every, this);
+    this.sweepTimer = setInterval(sweepTick, 1000, this);
     this.sweepTimer.unref();
   }
 
@@ -82,98 +98,177 @@ export class Hub implements ConnectionOwner {
   }
 
   subscriberCount(name: string): number {
-    return this.channels.get(name)?.subscribers.length ?? 0;
+    return this.channels.get(name)?.subscriberCount ?? 0;
   }
 
+  /** The hub's channel, joined at the broker when new (throws ChannelLimitError, unavailable). */
   private channel(name: string): Channel {
     let ch = this.channels.get(name);
-    if (ch === undefined) {
-      ch = new Channel(name, this.options.historySize);
-      this.channels.set(name, ch);
-      this.broker.join(name);
+    if (ch !== undefined) return ch;
+    const joined = this.broker.join(name);
+    const created = new Channel(name);
+    ch = created;
+    if (isPromise(joined)) {
+      created.ready = joined.then(
+        (position) => {
+          created.position = created.flushed = position;
+          created.ready = null;
+        },
+        (err: unknown) => {
+          if (this.channels.get(name) === created) this.channels.delete(name);
+          throw err;
+        },
+      );
+      created.ready.catch(() => {}); // awaited by the subscribers; handled there
+    } else {
+      created.position = created.flushed = joined;
     }
-    return ch;
+    this.channels.set(name, created);
+    return created;
   }
 
   /**
-   * Opens `conn` on channel `name`: headers, `retry:`, then the history after `lastEventId` (with
-   * an explicit `reset` event when the history cannot cover the gap), all in one write; then live
-   * events. Events still waiting for this tick's flush are not in the history yet and reach the
-   * new subscriber through that flush, so the seam has no gap and no duplicate.
+   * Opens `conn` on channel `name`: headers, `retry:`, then (with a Last-Event-ID) an explicit
+   * `reset` when the record cannot continue the id, and the events after it; then live events.
+   * Replay and live events meet at the subscriber's cursor: no gap and no duplicate at the seam.
+   * Returns a promise when the broker answers asynchronously (Redis); it rejects, before anything
+   * was written, when the channel cannot be joined or replayed.
    */
   subscribe(
     conn: SseConnection,
     name: string,
-    lastEventId: number | null,
+    lastEventId: string | null,
     headers: OutgoingHttpHeaders,
-  ): void {
+  ): void | Promise<void> {
+    if (this.draining) throw new DrainingError('the server is shutting down');
     const ch = this.channel(name);
-    const parts: Buffer[] = [Buffer.from(encodeRetry(this.options.retryMs))];
-    let replayed = 0;
-    let resets = 0;
-    if (lastEventId !== null) {
-      let after = lastEventId;
-      const reset = resetEvent(ch.history, lastEventId);
-      if (reset !== null) {
-        parts.push(reset.payload);
-        after = reset.cursor;
-        resets = 1;
+    const sub = new Subscription(conn, name);
+    conn.owner = this;
+    conn.subscription = sub;
+    sub.slot = ch.joining.length;
+    ch.joining.push(sub);
+    if (ch.ready === null) {
+      const replay = lastEventId === null ? null : this.broker.replay(name, lastEventId);
+      if (!isPromise(replay)) {
+        this.open(ch, sub, replay, headers);
+        return;
       }
-      const events: StoredEvent[] = ch.history.after(after);
-      for (const e of events) parts.push(e.payload);
-      replayed = events.length;
+      return replay.then(
+        (r) => this.open(ch, sub, r, headers),
+        (err: unknown) => this.abandon(sub, err),
+      );
     }
+    return ch.ready
+      .then(() => (lastEventId === null ? null : this.broker.replay(name, lastEventId)))
+      .then(
+        (r) => this.open(ch, sub, r, headers),
+        (err: unknown) => this.abandon(sub, err),
+      );
+  }
+
+  /** A subscription whose join or replay failed: forget it and pass the error on. */
+  private abandon(sub: Subscription, err: unknown): never {
+    this.detach(sub.conn);
+    throw err;
+  }
+
+  /** Writes headers, retry, reset, replay and queued live events in one write. */
+  private open(
+    ch: Channel,
+    sub: Subscription,
+    replay: Replay | null,
+    headers: OutgoingHttpHeaders,
+  ) {
+    const conn = sub.conn;
+    if (conn.ended || sub.slot < 0) return;
+    const parts: Buffer[] = [this.retryChunk];
+    let deliveries = 0;
+    if (replay !== null) {
+      const { placement, events } = replay;
+      sub.cursor = placement.after;
+      if (placement.reset !== null) {
+        parts.push(resetPayload(placement));
+        deliveries++;
+      }
+      for (const e of events) parts.push(e.payload);
+      if (events.length > 0) {
+        sub.cursor = events[events.length - 1]!;
+        this.metrics.replayedEvents.inc(events.length);
+        deliveries += events.length;
+      }
+    }
+    for (const e of sub.queue) {
+      if (sub.cursor !== null && compareIds(e, sub.cursor) <= 0) continue;
+      parts.push(e.payload);
+      sub.cursor = e;
+      deliveries++;
+    }
+    sub.queue = [];
+    sub.queuedBytes = 0;
     conn.open(headers, parts);
     let bytes = 0;
     for (const p of parts) bytes += p.length;
-    const m = this.metrics;
-    m.bytesSent.inc(bytes);
-    if (replayed > 0) m.replayedEvents.inc(replayed);
-    // The explicit `reset` event is written to the subscriber too (a delivery, not a replay).
-    if (replayed + resets > 0) m.eventsSent[ROUTE].inc(replayed + resets);
-    conn.owner = this;
-    conn.channel = ch;
-    conn.slot = ch.subscribers.length;
-    ch.subscribers.push(conn);
+    this.metrics.bytesSent.inc(bytes);
+    if (deliveries > 0) this.metrics.eventsSent[ROUTE].inc(deliveries);
+    if (ch.pending.length === 0) this.goLiveIfCaughtUp(ch, sub);
+  }
+
+  /** Moves a joined subscriber to the shared chunk once nothing newer than it can be missed. */
+  private goLiveIfCaughtUp(ch: Channel, sub: Subscription): void {
+    if (sub.cursor !== null && compareIds(sub.cursor, ch.position) > 0) return;
+    removeAt(ch.joining, sub);
+    sub.state = 'live';
+    sub.slot = ch.live.length;
+    ch.live.push(sub);
   }
 
   /** Forgets a closed subscriber (O(1): swap with the last). */
   detach(conn: SseConnection): void {
-    const ch = conn.channel as Channel | null;
-    if (ch === null || conn.slot < 0) return;
-    const subs = ch.subscribers;
-    const last = subs.pop()!;
-    if (last !== conn) {
-      subs[conn.slot] = last;
-      last.slot = conn.slot;
+    const sub = conn.subscription;
+    if (sub === null || sub.slot < 0) return;
+    const ch = this.channels.get(sub.channel);
+    if (ch !== undefined) {
+      removeAt(sub.state === 'live' ? ch.live : ch.joining, sub);
+      if (ch.subscriberCount === 0) ch.idleSince = Date.now();
     }
-    conn.slot = -1;
-    conn.channel = null;
-    if (subs.length === 0) ch.idleSince = Date.now();
+    sub.slot = -1;
+    sub.queue = [];
+    conn.subscription = null;
   }
 
-  /** Publishes events; resolves once their bytes were handed to every local subscriber. */
+  /**
+   * Publishes events; resolves once they are in the broker's record and their bytes were handed
+   * to every local subscriber (or after publishWaitMs, should live delivery lag that long).
+   */
   async publish(name: string, events: readonly EventInput[]): Promise<PublishResult> {
-    const startedAt = performance.now();
-    const ids = await this.broker.publish(name, events);
-    this.metrics.eventsPublished.inc(ids.length);
-    const lastId = ids[ids.length - 1]!;
-    const ch = this.channel(name);
-    if (ch.lastSentId >= lastId) {
-      this.metrics.fanoutDuration.observe((performance.now() - startedAt) / 1000);
-      return { ids, subscribers: ch.lastSentCount };
+    if (this.draining) throw new DrainingError('the server is shutting down');
+    this.inflight++;
+    try {
+      const startedAt = performance.now();
+      const framed = await this.broker.publish(name, events);
+      this.metrics.brokerPublishDuration.observe((performance.now() - startedAt) / 1000);
+      this.metrics.eventsPublished.inc(framed.length);
+      const ids = framed.map((e) => e.id);
+      const ch = this.channels.get(name);
+      const last = framed[framed.length - 1]!;
+      if (ch === undefined || ch.subscriberCount === 0 || compareIds(ch.flushed, last) >= 0) {
+        this.metrics.fanoutDuration.observe((performance.now() - startedAt) / 1000);
+        return { ids, subscribers: ch === undefined ? 0 : ch.flushedTo };
+      }
+      return await new Promise<PublishResult>((resolve) => {
+        ch.waiters.push({ last, ids, startedAt, resolve });
+      });
+    } finally {
+      this.inflight--;
     }
-    return new Promise<PublishResult>((resolve) => {
-      ch.waiters.push({ lastId, startedAt, resolve, ids });
-    });
   }
 
-  /** Broker delivery: serialize each event once and queue it for this tick's flush. */
-  private receive(name: string, events: readonly BrokerEvent[]): void {
-    const ch = this.channel(name);
-    for (const e of events) {
-      ch.pending.push({ id: e.id, payload: Buffer.from(encodeEvent(e.data, e.event, e.id)) });
-    }
+  /** Broker delivery: queue the events for this tick's flush (ignored for unknown channels). */
+  private receive(name: string, events: readonly FramedEvent[]): void {
+    const ch = this.channels.get(name);
+    if (ch === undefined) return;
+    for (const e of events) ch.pending.push(e);
+    ch.position = events[events.length - 1]!;
     this.dirty.add(ch);
     if (!this.flushScheduled) {
       this.flushScheduled = true;
@@ -188,56 +283,118 @@ export class Hub implements ConnectionOwner {
     for (const ch of this.dirty) {
       const pending = ch.pending;
       ch.pending = [];
+      if (pending.length === 0) continue;
       const payload =
         pending.length === 1 ? pending[0]!.payload : Buffer.concat(pending.map((p) => p.payload));
-      const subs = ch.subscribers;
+      const subs = ch.live;
       let delivered = 0;
       if (subs.length > 0) {
         const chunk = frameChunk(payload);
         for (let i = 0; i < subs.length; i++) {
-          const conn = subs[i]!;
+          const conn = subs[i]!.conn;
           if (conn.writeChunk(chunk)) {
             conn.lastWriteAt = now;
             delivered++;
           }
         }
       }
-      for (const p of pending) ch.history.push({ id: p.id, payload: p.payload, at: now });
-      ch.lastSentId = pending[pending.length - 1]!.id;
-      ch.lastSentCount = delivered;
-      if (delivered > 0) {
-        this.metrics.eventsSent[ROUTE].inc(delivered * pending.length);
-        this.metrics.bytesSent.inc(delivered * payload.length);
+      let events = delivered * pending.length;
+      let bytes = delivered * payload.length;
+      if (ch.joining.length > 0) {
+        const [e, b, d] = this.flushJoining(ch, pending, now);
+        events += e;
+        bytes += b;
+        delivered += d;
       }
-      if (ch.waiters.length > 0) this.settle(ch, delivered);
+      ch.flushed = pending[pending.length - 1]!;
+      ch.flushedTo = delivered;
+      if (events > 0) {
+        this.metrics.eventsSent[ROUTE].inc(events);
+        this.metrics.bytesSent.inc(bytes);
+      }
+      if (ch.waiters.length > 0) this.settle(ch);
     }
     this.dirty.clear();
   }
 
-  private settle(ch: Channel, delivered: number): void {
+  /**
+   * Joining subscribers take only the pending events after their cursor: queued until their
+   * stream opens, written once it has. Returns [events, bytes, subscribers written to].
+   */
+  private flushJoining(ch: Channel, pending: FramedEvent[], now: number): [number, number, number] {
+    let events = 0;
+    let bytes = 0;
+    let written = 0;
+    for (const sub of [...ch.joining]) {
+      const conn = sub.conn;
+      const fresh =
+        sub.cursor === null ? pending : pending.filter((e) => compareIds(e, sub.cursor!) > 0);
+      if (!conn.opened) {
+        for (const e of fresh) {
+          sub.queue.push(e);
+          sub.queuedBytes += e.payload.length;
+        }
+        if (sub.queuedBytes > conn.maxBufferedBytes) conn.destroy('slow_consumer');
+        continue;
+      }
+      if (fresh.length > 0) {
+        const payload =
+          fresh.length === 1 ? fresh[0]!.payload : Buffer.concat(fresh.map((e) => e.payload));
+        if (!conn.write(payload)) continue;
+        conn.lastWriteAt = now;
+        sub.cursor = fresh[fresh.length - 1]!;
+        events += fresh.length;
+        bytes += payload.length;
+        written++;
+      }
+      this.goLiveIfCaughtUp(ch, sub);
+    }
+    return [events, bytes, written];
+  }
+
+  private settle(ch: Channel): void {
     const done = performance.now();
     const keep: Waiter[] = [];
     for (const w of ch.waiters) {
-      if (w.lastId > ch.lastSentId) {
+      if (compareIds(w.last, ch.flushed) > 0) {
         keep.push(w);
         continue;
       }
       this.metrics.fanoutDuration.observe((done - w.startedAt) / 1000);
-      w.resolve({ ids: w.ids, subscribers: delivered });
+      w.resolve({ ids: w.ids, subscribers: ch.flushedTo });
     }
     ch.waiters = keep;
   }
 
-  /** Expires history and forgets channels with nothing left in them. */
+  /** Forgets idle channels; answers publishes whose live delivery lags past publishWaitMs. */
   sweep(now = Date.now()): void {
-    const ttl = this.options.historyTtlMs;
+    const late = performance.now() - this.options.publishWaitMs;
     for (const [name, ch] of this.channels) {
-      ch.history.expire(now - ttl);
-      if (ch.unused && now - ch.idleSince >= ttl) {
+      if (ch.waiters.length > 0 && ch.waiters[0]!.startedAt < late) {
+        const keep: Waiter[] = [];
+        for (const w of ch.waiters) {
+          if (w.startedAt < late) w.resolve({ ids: w.ids, subscribers: 0 });
+          else keep.push(w);
+        }
+        ch.waiters = keep;
+      }
+      if (ch.unused && ch.ready === null && now - ch.idleSince >= this.options.channelIdleMs) {
         this.channels.delete(name);
         this.broker.leave(name);
       }
     }
+  }
+
+  /**
+   * Shutdown, step one: refuse new publishes, then wait (until `deadline`, Date.now() scale) for
+   * the accepted ones, which settle only once their events were written to every local subscriber.
+   */
+  async drain(deadline: number): Promise<void> {
+    this.draining = true;
+    while (this.inflight > 0 && Date.now() < deadline) {
+      await new Promise((r) => setTimeout(r, 5));
+    }
+    if (this.flushScheduled) this.flush();
   }
 
   close(): void {
@@ -246,38 +403,24 @@ export class Hub implements ConnectionOwner {
   }
 }
 
-/**
- * The explicit `reset` event for a Last-Event-ID the history cannot continue from: older than the
- * oldest event still held (events were lost to the client), or newer than anything this channel
- * sent (the server restarted or the id is foreign). Its `id` moves the client's cursor to just
- * before the events that follow (replay continues after it). Null when the history continues the id without a gap.
- */
-function resetEvent(
-  history: History,
-  lastEventId: number,
-): { payload: Buffer; cursor: number } | null {
-  const oldest = history.oldestId;
-  const latest = history.lastId;
-  let reason: string;
-  let cursor: number;
-  if (lastEventId > latest) {
-    reason = 'unknown_id';
-    cursor = oldest === null ? latest : oldest - 1;
-  } else if (oldest !== null && lastEventId < oldest - 1) {
-    reason = 'history_exceeded';
-    cursor = oldest - 1;
-  } else if (oldest === null && lastEventId < latest) {
-    reason = 'history_exceeded';
-    cursor = latest;
-  } else {
-    return null;
-  }
+/** The explicit `reset` event: why the history cannot continue the client's id, where it resumes. */
+function resetPayload(placement: Placement): Buffer {
+  const resumeAfter = formatEventId(placement.after);
   const data = JSON.stringify({
-    reason,
-    lastEventId: String(lastEventId),
-    resumeAfter: String(cursor),
+    reason: placement.reset!.reason,
+    lastEventId: placement.reset!.lastEventId,
+    resumeAfter,
   });
-  return { payload: Buffer.from(encodeEvent(data, 'reset', cursor)), cursor };
+  return Buffer.from(encodeEvent(data, 'reset', resumeAfter));
+}
+
+function removeAt(list: Subscription[], sub: Subscription): void {
+  const last = list.pop()!;
+  if (last !== sub) {
+    list[sub.slot] = last;
+    last.slot = sub.slot;
+  }
+  sub.slot = -1;
 }
 
 function flushTick(hub: Hub): void {

@@ -119,7 +119,7 @@ export class ConnectionRegistry {
     const idleSince = now - this.options.heartbeatMs;
     let sent = 0;
     for (const conn of this.connections) {
-      if (conn.lastWriteAt > idleSince || conn.ended || !conn.hasBody) continue;
+      if (conn.lastWriteAt > idleSince || conn.ended || !conn.opened) continue;
       if (conn.writeChunk(HEARTBEAT_CHUNK)) {
         conn.lastWriteAt = now;
         sent++;
@@ -140,6 +140,11 @@ export class ConnectionRegistry {
     let ended = 0;
     for (const conn of this.connections) {
       if (conn.ended) continue;
+      if (!conn.opened) {
+        // Still joining (waiting for the broker's replay): nothing was sent, nothing to end.
+        conn.destroy('shutdown');
+        continue;
+      }
       const retry = Buffer.from(encodeRetry(retryMs + Math.random() * jitterMs));
       conn.end(retry, 'shutdown');
       this.metrics?.bytesSent.inc(retry.length);

@@ -17,7 +17,7 @@ import {
   type FramedEvent,
   type Replay,
 } from './broker.ts';
-import { type EventId, formatEventId, parseEventId, ZERO_ID } from './event-id.ts';
+import { type EventId, formatEventId, parseEventId, previousId, ZERO_ID } from './event-id.ts';
 import { frameEvent } from './framed-event.ts';
 import { redisConnection } from './redis-connection.ts';
 import { RedisReader, type StreamEntry } from './redis-reader.ts';
@@ -249,7 +249,12 @@ function rangeStart(after: EventId): string {
   return after.ms === 0 && after.seq === 0 ? '-' : `(${formatEventId(after)}`;
 }
 
-/** XINFO STREAM's reply (a flat list of names and values) as the record's state. */
+/**
+ * XINFO STREAM's reply (a flat list of names and values) as the record's state. Redis trims
+ * streams from the front only, and its max-deleted-entry-id does not count trimmed entries, so
+ * "something was removed" is read from entries-added > length: every removed id is older than the
+ * first entry still held (or, with none held, up to the last id given out).
+ */
 export function recordState(info: unknown[]): RecordState {
   const field = (name: string): unknown => {
     for (let i = 0; i + 1 < info.length; i += 2) if (info[i] === name) return info[i + 1];
@@ -261,9 +266,9 @@ export function recordState(info: unknown[]): RecordState {
     return parsed === null || (parsed.ms === 0 && parsed.seq === 0) ? null : parsed;
   };
   const first = field('first-entry') as StreamEntry | null | undefined;
-  return {
-    oldest: first ? id(first[0]) : null,
-    last: id(field('last-generated-id')),
-    maxDeleted: id(field('max-deleted-entry-id')),
-  };
+  const oldest = first ? id(first[0]) : null;
+  const last = id(field('last-generated-id'));
+  const removed = Number(field('entries-added')) > Number(field('length'));
+  const maxDeleted = removed ? (oldest !== null ? previousId(oldest) : last) : null;
+  return { oldest, last, maxDeleted };
 }

@@ -1,0 +1,96 @@
+// A real Redis for tests: Debian's redis-server on a random port, append-only persistence in a
+// temporary directory (appendfsync always, so an acknowledged write survives SIGKILL), stopped
+// and removed by stop(). restart() keeps the port and the data.
+import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
+import { once } from 'node:events';
+import { mkdtempSync, rmSync } from 'node:fs';
+import net from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { eventually } from './wait.ts';
+
+export interface TestRedis {
+  port: number;
+  url: string;
+  /** Stops the server (SIGKILL: an abrupt crash; SIGTERM: a clean stop). */
+  kill(signal?: NodeJS.Signals): Promise<void>;
+  /** Starts it again on the same port with the same data. */
+  restart(): Promise<void>;
+  stop(): Promise<void>;
+}
+
+/** Why Redis tests cannot run here, or null when redis-server is installed. */
+export function missingRedis(): string | null {
+  const r = spawnSync('redis-server', ['--version'], { encoding: 'utf8' });
+  return r.status === 0 ? null : 'redis-server is not installed (apt-get install redis-server)';
+}
+
+async function freePort(): Promise<number> {
+  const srv = net.createServer().listen(0, '127.0.0.1');
+  await once(srv, 'listening');
+  const { port } = srv.address() as net.AddressInfo;
+  await new Promise((r) => srv.close(r));
+  return port;
+}
+
+function accepts(port: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const s = net.connect(port, '127.0.0.1');
+    s.once('connect', () => {
+      s.write('PING\r\n');
+    });
+    s.once('data', (d) => {
+      s.destroy();
+      resolve(d.toString().startsWith('+PONG'));
+    });
+    s.once('error', () => resolve(false));
+  });
+}
+
+export async function startRedis(): Promise<TestRedis> {
+  const dir = mkdtempSync(join(tmpdir(), 'http-sse-redis-'));
+  const port = await freePort();
+  let child: ChildProcess | null = null;
+  const launch = async () => {
+    child = spawn(
+      'redis-server',
+      [
+        '--port',
+        String(port),
+        '--bind',
+        '127.0.0.1',
+        '--dir',
+        dir,
+        '--appendonly',
+        'yes',
+        '--appendfsync',
+        'always',
+        '--save',
+        '',
+        '--protected-mode',
+        'no',
+      ],
+      { stdio: 'ignore' },
+    );
+    await eventually(() => accepts(port), 10_000, `redis-server on ${port}`);
+  };
+  const kill = async (signal: NodeJS.Signals = 'SIGKILL') => {
+    const c = child as ChildProcess | null;
+    if (c === null || c.exitCode !== null || c.signalCode !== null) return;
+    const exited = once(c, 'exit');
+    c.kill(signal);
+    await exited;
+    child = null;
+  };
+  await launch();
+  return {
+    port,
+    url: `redis://127.0.0.1:${port}`,
+    kill,
+    restart: launch,
+    async stop() {
+      await kill('SIGKILL');
+      rmSync(dir, { recursive: true, force: true });
+    },
+  };
+}

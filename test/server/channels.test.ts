@@ -166,6 +166,44 @@ describe('publish and fan-out', () => {
   });
 });
 
+describe('transports', () => {
+  let t: TestServer;
+  before(async () => {
+    t = await startServer({ heartbeatMs: 3_600_000 });
+  });
+  after(() => t.close());
+
+  test('an HTTP/1.0 subscriber gets the fan-out unchunked, through the response', async () => {
+    const done = rawExchange(t.port, 'GET /sse/channels/old-http HTTP/1.0\r\n\r\n', (s) =>
+      s.includes('data: second'),
+    );
+    await eventually(() => t.server.hub.subscriberCount('old-http') === 1, 5000, 'subscriber');
+    await publish(t.base, 'old-http', [{ data: 'first' }, { data: 'second' }]);
+    const { status, headers, body } = splitResponse(await done);
+    assert.equal(status, 'HTTP/1.1 200 OK');
+    assert.ok(!headers.includes('Transfer-Encoding: chunked'));
+    assert.match(
+      body,
+      /^retry: 2000\n\ndata: first\nid: \d+-\d+\n\ndata: second\nid: \d+-\d+\n\n$/,
+    );
+  });
+
+  test('a pipelined subscription queued behind another response gets its events in order', async () => {
+    // The second request waits for the first response on the same socket: its stream goes
+    // through node's response queue, not straight to the socket.
+    const done = rawExchange(
+      t.port,
+      'GET /healthz HTTP/1.1\r\nHost: x\r\n\r\nGET /sse/channels/piped HTTP/1.1\r\nHost: x\r\n\r\n',
+      (s) => s.includes('data: two'),
+    );
+    await eventually(() => t.server.hub.subscriberCount('piped') === 1, 5000, 'subscriber');
+    await publish(t.base, 'piped', [{ data: 'one' }, { data: 'two' }]);
+    const raw = await done;
+    assert.match(raw, /^HTTP\/1\.1 200 OK[\s\S]*"status":"ok"[\s\S]*HTTP\/1\.1 200 OK/);
+    assert.ok(raw.indexOf('data: one') < raw.indexOf('data: two'));
+  });
+});
+
 describe('Last-Event-ID replay', () => {
   let t: TestServer;
   before(async () => {

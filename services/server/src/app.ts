@@ -154,6 +154,11 @@ export function createSseServer(config: ServerConfig, deps: ServerDeps): SseServ
   const { logger } = deps;
   let metricsRef: ServerMetrics | null = null;
   const broker = deps.broker ?? createBroker(config, () => metricsRef);
+  const metrics = createServerMetrics(
+    (route) => registry.countByRoute(route),
+    () => broker.up,
+  );
+  metricsRef = metrics;
   const registry = new ConnectionRegistry(
     {
       maxConnections: config.limits.maxConnections,
@@ -161,13 +166,8 @@ export function createSseServer(config: ServerConfig, deps: ServerDeps): SseServ
       heartbeatMs: config.heartbeatMs,
     },
     logger,
+    metrics,
   );
-  const metrics = createServerMetrics(
-    (route) => registry.countByRoute(route),
-    () => broker.up,
-  );
-  metricsRef = metrics;
-  registry.attachMetrics(metrics);
   broker.onStateChange((up) => {
     if (up) logger.info({ event: 'broker_up', broker: broker.type }, 'broker connected');
     else logger.warn({ event: 'broker_down', broker: broker.type }, 'broker unreachable');

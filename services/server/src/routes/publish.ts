@@ -5,9 +5,9 @@ import type { EventInput } from '../broker/broker.ts';
 import type { ServerConfig } from '../config.ts';
 import { bearerToken, isLoopback, TokenCheck, UNAUTHORIZED_HEADERS } from '../http/auth.ts';
 import { badRequest, HttpError } from '../http/errors.ts';
+import { channelName } from '../sse/channel-name.ts';
 import { validEventName } from '../sse/encode.ts';
 import type { Hub } from '../sse/hub.ts';
-import { CHANNEL_NAME } from './stream-router.ts';
 import { unavailable } from './unavailable.ts';
 
 const MAX_EVENT_NAME = 256;
@@ -70,12 +70,7 @@ export function publishHandler(config: ServerConfig, hub: Hub) {
           message: 'publishing without publish.token is accepted only from loopback addresses',
         });
       }
-      const name = String(req.params.channel);
-      if (!CHANNEL_NAME.test(name)) {
-        throw badRequest('channel names are 1 to 128 characters of A-Z a-z 0-9 . _ : -', {
-          parameter: 'channel',
-        });
-      }
+      const name = channelName(String(req.params.channel));
       const empty =
         req.headers['transfer-encoding'] === undefined &&
         Number(req.headers['content-length'] ?? 0) === 0;

@@ -11,6 +11,7 @@ import { type Cors, streamHeaders } from '../http/cors.ts';
 import { HttpError, sendError, sendJson } from '../http/errors.ts';
 import { intParam, lastEventIdParam, rawLastEventId } from '../http/params.ts';
 import type { ServerMetrics } from '../metrics.ts';
+import { channelName } from '../sse/channel-name.ts';
 import { SseConnection, type StreamRoute, wantsClose } from '../sse/connection.ts';
 import type { Hub } from '../sse/hub.ts';
 import type { ConnectionRegistry } from '../sse/registry.ts';
@@ -24,7 +25,6 @@ import {
 } from './demo-stream.ts';
 import { unavailable } from './unavailable.ts';
 
-export const CHANNEL_NAME = /^[A-Za-z0-9._:-]{1,128}$/;
 const CHANNEL_PREFIX = '/sse/channels/';
 const STREAM_METHODS = 'GET, HEAD, OPTIONS';
 
@@ -131,20 +131,7 @@ export class StreamRouter {
     rawName: string,
     query: URLSearchParams,
   ): void {
-    let name: string;
-    try {
-      name = decodeURIComponent(rawName);
-    } catch {
-      name = '';
-    }
-    if (!CHANNEL_NAME.test(name)) {
-      throw new HttpError(400, {
-        error: 'bad_request',
-        message: 'channel names are 1 to 128 characters of A-Z a-z 0-9 . _ : -',
-        parameter: 'channel',
-        pattern: CHANNEL_NAME.source,
-      });
-    }
+    const name = channelName(rawName);
     if (this.subscribeToken !== null) {
       const presented = bearerToken(req.headers) ?? query.get('access_token');
       if (!this.subscribeToken.matches(presented)) {

@@ -2,8 +2,8 @@
 // and the registry keep their per-connection state in plain fields here.
 import type { IncomingMessage, OutgoingHttpHeaders, ServerResponse } from 'node:http';
 import type { Socket } from 'node:net';
-import { chunkPayload, frameChunk } from './encode.ts';
 import type { Subscription } from './subscription.ts';
+import { ChunkedSocketTransport, ResponseTransport, type StreamTransport } from './transport.ts';
 
 export type StreamRoute = '/sse/test' | '/sse/channels/:channel';
 
@@ -28,8 +28,8 @@ export class SseConnection {
   readonly route: StreamRoute;
   readonly ip: string;
   readonly openedAt = performance.now();
-  /** Chunk frames go straight to the socket; false for HTTP/1.0, HEAD or a queued response. */
-  readonly raw: boolean;
+  /** Where the bytes go: chunks straight to the socket (HTTP/1.1), or through the response. */
+  readonly transport: StreamTransport;
   /** Queued bytes above which the subscriber counts as a slow consumer and is cut off. */
   readonly maxBufferedBytes: number;
   /**
@@ -67,11 +67,11 @@ export class SseConnection {
     this.ip = req.socket.remoteAddress ?? 'unknown';
     this.maxBufferedBytes = maxBufferedBytes;
     this.closeAfterEnd = wantsClose(req);
-    this.raw =
-      req.httpVersionMajor === 1 &&
-      req.httpVersionMinor === 1 &&
-      req.method !== 'HEAD' &&
-      res.socket === req.socket;
+    const ownsSocket =
+      req.httpVersionMajor === 1 && req.httpVersionMinor === 1 && res.socket === req.socket;
+    this.transport = ownsSocket
+      ? new ChunkedSocketTransport(res, this.socket)
+      : new ResponseTransport(res, this.socket);
   }
 
   /**
@@ -79,76 +79,37 @@ export class SseConnection {
    * written without copying them), so that they leave in one write.
    */
   open(headers: OutgoingHttpHeaders, parts: readonly Buffer[] = []): void {
-    const { res, socket } = this;
     this.opened = true;
-    socket.setNoDelay(true);
-    res.writeHead(200, headers);
-    let total = 0;
-    for (const p of parts) total += p.length;
-    if (this.raw) {
-      socket.cork();
-      res.flushHeaders();
-      if (total > 0) {
-        socket.write(`${total.toString(16)}\r\n`, 'latin1');
-        for (const p of parts) socket.write(p);
-        socket.write('\r\n', 'latin1');
-      }
-      socket.uncork();
-    } else if (total > 0) {
-      for (const p of parts) res.write(p);
-    } else {
-      res.flushHeaders();
-    }
+    this.socket.setNoDelay(true);
+    this.transport.sendHead(headers, parts);
     this.lastWriteAt = Date.now();
   }
 
   /**
-   * Writes one pre-framed chunk (see frameChunk). Returns false when the stream is gone or was
-   * just cut off for exceeding its buffer bound.
+   * Writes one payload of SSE bytes (`framed`: the same bytes as a ready HTTP/1.1 chunk, shared by
+   * every subscriber of a fan-out). Returns false when the stream is gone or was just cut off for
+   * exceeding its buffer bound (a slow consumer).
    */
-  writeChunk(chunk: Buffer): boolean {
+  send(payload: Buffer, framed?: Buffer): boolean {
     if (this.ended) return false;
-    if (this.raw) {
-      this.socket.write(chunk);
-      return this.checkBound(this.socket.writableLength);
-    }
-    return this.writeUnframed(chunkPayload(chunk));
-  }
-
-  /** Writes an unframed payload (framing it first when the socket takes raw chunks). */
-  write(payload: Buffer): boolean {
-    if (this.ended) return false;
-    if (this.raw) return this.writeChunk(frameChunk(payload));
-    return this.writeUnframed(payload);
-  }
-
-  private writeUnframed(payload: Buffer): boolean {
-    this.res.write(payload);
-    return this.checkBound(this.res.writableLength + this.socket.writableLength);
-  }
-
-  private checkBound(queued: number): boolean {
-    if (queued <= this.maxBufferedBytes) return true;
+    if (this.transport.sendChunk(payload, framed) <= this.maxBufferedBytes) return true;
     this.destroy('slow_consumer');
     return false;
+  }
+
+  /** Writes one payload of SSE bytes (see send). */
+  write(payload: Buffer): boolean {
+    return this.send(payload);
   }
 
   /** Ends the response cleanly (the chunked terminator), after an optional last payload. */
   end(last?: Buffer, reason: CloseReason = 'complete'): void {
     if (this.ended) return;
-    if (last !== undefined && last.length > 0) this.write(last);
+    if (last !== undefined && last.length > 0) this.send(last);
     if (this.ended) return; // cut off by the write above
     this.ended = true;
     this.closeReason = reason;
-    if (!this.closeAfterEnd) this.res.end();
-    else if (this.raw) {
-      this.res.end();
-      this.socket.end();
-    } else {
-      // A queued (pipelined) response: its bytes reach the socket later, so close after them.
-      const socket = this.socket;
-      this.res.end(() => socket.end());
-    }
+    this.transport.end(this.closeAfterEnd);
   }
 
   /** Drops the connection at once (no terminator): slow consumers and forced shutdown. */

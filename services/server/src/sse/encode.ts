@@ -46,9 +46,3 @@ export function frameChunk(payload: Buffer): Buffer {
   out.writeUInt16LE(CRLF, out.length - 2);
   return out;
 }
-
-/** The payload inside a chunk built by frameChunk (for connections that cannot take raw chunks). */
-export function chunkPayload(chunk: Buffer): Buffer {
-  const start = chunk.indexOf(0x0a) + 1;
-  return chunk.subarray(start, chunk.length - 2);
-}

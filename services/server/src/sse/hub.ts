@@ -292,7 +292,7 @@ export class Hub implements ConnectionOwner {
         const chunk = frameChunk(payload);
         for (let i = 0; i < subs.length; i++) {
           const conn = subs[i]!.conn;
-          if (conn.writeChunk(chunk)) {
+          if (conn.send(payload, chunk)) {
             conn.lastWriteAt = now;
             delivered++;
           }

@@ -30,18 +30,15 @@ export class ConnectionRegistry {
     '/sse/channels/:channel': 0,
   };
   private readonly options: RegistryOptions;
-  private metrics: ServerMetrics | null = null;
+  private readonly metrics: ServerMetrics;
   private readonly logger: Logger;
   private heartbeatTimer: NodeJS.Timeout | null = null;
   /** Set at shutdown: new streams are refused. */
   draining = false;
 
-  constructor(options: RegistryOptions, logger: Logger) {
+  constructor(options: RegistryOptions, logger: Logger, metrics: ServerMetrics) {
     this.options = options;
     this.logger = logger;
-  }
-
-  attachMetrics(metrics: ServerMetrics): void {
     this.metrics = metrics;
   }
 
@@ -71,7 +68,7 @@ export class ConnectionRegistry {
     res[kConnection] = conn;
     res[kRegistry] = this;
     conn.res.once('close', onResponseClose);
-    this.metrics?.opened[conn.route].inc();
+    this.metrics.opened[conn.route].inc();
     if (!this.heartbeatTimer) this.startHeartbeat();
   }
 
@@ -90,10 +87,8 @@ export class ConnectionRegistry {
     conn.owner?.detach(conn);
     conn.owner = null;
     const metrics = this.metrics;
-    if (metrics) {
-      metrics.durations[conn.route].observe((performance.now() - conn.openedAt) / 1000);
-      if (conn.closeReason === 'slow_consumer') metrics.slowConsumerDisconnects.inc();
-    }
+    metrics.durations[conn.route].observe((performance.now() - conn.openedAt) / 1000);
+    if (conn.closeReason === 'slow_consumer') metrics.slowConsumerDisconnects.inc();
     if (conn.closeReason === 'slow_consumer') {
       this.logger.warn(
         { event: 'slow_consumer', route: conn.route, ip: conn.ip },
@@ -120,12 +115,12 @@ export class ConnectionRegistry {
     let sent = 0;
     for (const conn of this.connections) {
       if (conn.lastWriteAt > idleSince || conn.ended || !conn.opened) continue;
-      if (conn.writeChunk(HEARTBEAT_CHUNK)) {
+      if (conn.send(HEARTBEAT, HEARTBEAT_CHUNK)) {
         conn.lastWriteAt = now;
         sent++;
       }
     }
-    if (sent > 0 && this.metrics) {
+    if (sent > 0) {
       this.metrics.heartbeatsSent.inc(sent);
       this.metrics.bytesSent.inc(sent * HEARTBEAT.length);
     }
@@ -147,7 +142,7 @@ export class ConnectionRegistry {
       }
       const retry = Buffer.from(encodeRetry(retryMs + Math.random() * jitterMs));
       conn.end(retry, 'shutdown');
-      this.metrics?.bytesSent.inc(retry.length);
+      this.metrics.bytesSent.inc(retry.length);
       ended++;
     }
     this.stopHeartbeat();

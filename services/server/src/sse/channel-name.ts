@@ -1,0 +1,24 @@
+// The one rule for channel names, shared by the subscribe and publish routes.
+import { badRequest, type HttpError } from '../http/errors.ts';
+
+export const CHANNEL_NAME = /^[A-Za-z0-9._:-]{1,128}$/;
+
+/** The 400 for a name that breaks the rule (also for malformed percent-encoding). */
+export function badChannelName(): HttpError {
+  return badRequest('channel names are 1 to 128 characters of A-Z a-z 0-9 . _ : -', {
+    parameter: 'channel',
+    pattern: CHANNEL_NAME.source,
+  });
+}
+
+/** A channel name from a path segment (percent-decoded); throws the 400 when it is not valid. */
+export function channelName(segment: string): string {
+  let name: string;
+  try {
+    name = decodeURIComponent(segment);
+  } catch {
+    throw badChannelName();
+  }
+  if (!CHANNEL_NAME.test(name)) throw badChannelName();
+  return name;
+}

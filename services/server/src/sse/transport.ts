@@ -1,0 +1,87 @@
+// How an event stream's bytes reach the client: one writer per transport, chosen once per stream.
+//   ChunkedSocketTransport  HTTP/1.1 with the socket to itself: HTTP chunks written straight to
+//                           the socket, so the hub's one pre-framed chunk goes to every subscriber
+//                           as is (one write each, no copy, no framing per subscriber).
+//   ResponseTransport       everything else (HTTP/1.0 without chunking, a pipelined response
+//                           still queued behind another): node's ServerResponse frames the payload.
+import type { OutgoingHttpHeaders, ServerResponse } from 'node:http';
+import type { Socket } from 'node:net';
+import { frameChunk } from './encode.ts';
+
+export interface StreamTransport {
+  /** The status line and headers together with the first bytes, in one write. */
+  sendHead(headers: OutgoingHttpHeaders, parts: readonly Buffer[]): void;
+  /**
+   * One payload of SSE bytes; `framed` is the same bytes as an HTTP/1.1 chunk when the caller
+   * already built it (the hub's fan-out). Returns the bytes now waiting to be sent.
+   */
+  sendChunk(payload: Buffer, framed?: Buffer): number;
+  /** Ends the response (the chunked terminator); closes the socket after it when asked to. */
+  end(closeSocket: boolean): void;
+}
+
+export class ChunkedSocketTransport implements StreamTransport {
+  private readonly res: ServerResponse;
+  private readonly socket: Socket;
+
+  constructor(res: ServerResponse, socket: Socket) {
+    this.res = res;
+    this.socket = socket;
+  }
+
+  sendHead(headers: OutgoingHttpHeaders, parts: readonly Buffer[]): void {
+    const { res, socket } = this;
+    res.writeHead(200, headers);
+    let total = 0;
+    for (const p of parts) total += p.length;
+    socket.cork();
+    res.flushHeaders();
+    if (total > 0) {
+      socket.write(`${total.toString(16)}\r\n`, 'latin1');
+      for (const p of parts) socket.write(p);
+      socket.write('\r\n', 'latin1');
+    }
+    socket.uncork();
+  }
+
+  sendChunk(payload: Buffer, framed?: Buffer): number {
+    this.socket.write(framed ?? frameChunk(payload));
+    return this.socket.writableLength;
+  }
+
+  end(closeSocket: boolean): void {
+    this.res.end();
+    if (closeSocket) this.socket.end();
+  }
+}
+
+export class ResponseTransport implements StreamTransport {
+  private readonly res: ServerResponse;
+  private readonly socket: Socket;
+
+  constructor(res: ServerResponse, socket: Socket) {
+    this.res = res;
+    this.socket = socket;
+  }
+
+  sendHead(headers: OutgoingHttpHeaders, parts: readonly Buffer[]): void {
+    this.res.writeHead(200, headers);
+    if (parts.length === 0) this.res.flushHeaders();
+    for (const p of parts) this.res.write(p);
+  }
+
+  sendChunk(payload: Buffer): number {
+    this.res.write(payload);
+    return this.res.writableLength + this.socket.writableLength;
+  }
+
+  end(closeSocket: boolean): void {
+    if (!closeSocket) {
+      this.res.end();
+      return;
+    }
+    // A queued (pipelined) response reaches the socket later: close the socket after its bytes.
+    const socket = this.socket;
+    this.res.end(() => socket.end());
+  }
+}

@@ -20,15 +20,18 @@ export interface StreamTransport {
   end(closeSocket: boolean): void;
 }
 
-export class ChunkedSocketTransport implements StreamTransport {
-  private readonly res: ServerResponse;
-  private readonly socket: Socket;
+/** The response and its socket, which every transport writes through. */
+abstract class ResponseBound {
+  protected readonly res: ServerResponse;
+  protected readonly socket: Socket;
 
   constructor(res: ServerResponse, socket: Socket) {
     this.res = res;
     this.socket = socket;
   }
+}
 
+export class ChunkedSocketTransport extends ResponseBound implements StreamTransport {
   sendHead(headers: OutgoingHttpHeaders, parts: readonly Buffer[]): void {
     const { res, socket } = this;
     res.writeHead(200, headers);
@@ -55,15 +58,7 @@ export class ChunkedSocketTransport implements StreamTransport {
   }
 }
 
-export class ResponseTransport implements StreamTransport {
-  private readonly res: ServerResponse;
-  private readonly socket: Socket;
-
-  constructor(res: ServerResponse, socket: Socket) {
-    this.res = res;
-    this.socket = socket;
-  }
-
+export class ResponseTransport extends ResponseBound implements StreamTransport {
   sendHead(headers: OutgoingHttpHeaders, parts: readonly Buffer[]): void {
     this.res.writeHead(200, headers);
     if (parts.length === 0) this.res.flushHeaders();

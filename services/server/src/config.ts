@@ -2,6 +2,7 @@
 import { fileURLToPath } from 'node:url';
 import { z } from 'zod';
 import { type EnvBinding, loadConfig } from '../../shared/config-file.ts';
+import { checkTrustProxy } from './http/client-address.ts';
 
 const int = (min: number, max: number) => z.number().int().min(min).max(max);
 
@@ -15,6 +16,16 @@ export const serverConfigSchema = z.strictObject({
   retryMs: int(0, 3_600_000).default(2000),
   shutdownTimeoutMs: int(100, 600_000).default(5000),
   shutdownRetryJitterMs: int(0, 3_600_000).default(5000),
+  trustProxy: z
+    .array(z.string().min(1))
+    .default([])
+    .superRefine((entries, ctx) => {
+      try {
+        checkTrustProxy(entries);
+      } catch (err) {
+        ctx.addIssue({ code: 'custom', message: (err as Error).message });
+      }
+    }),
   cors: z
     .strictObject({
       allowedOrigins: z.array(z.string().min(1)).min(1).default(['*']),
@@ -62,6 +73,7 @@ export const serverEnv: Record<string, EnvBinding> = {
   SSE_RETRY_MS: { key: 'retryMs', kind: 'int' },
   SSE_SHUTDOWN_TIMEOUT_MS: { key: 'shutdownTimeoutMs', kind: 'int' },
   SSE_SHUTDOWN_RETRY_JITTER_MS: { key: 'shutdownRetryJitterMs', kind: 'int' },
+  SSE_TRUST_PROXY: { key: 'trustProxy', kind: 'list' },
   SSE_CORS_ORIGINS: { key: 'cors.allowedOrigins', kind: 'list' },
   SSE_HISTORY_SIZE: { key: 'channels.historySize', kind: 'int' },
   SSE_HISTORY_TTL_MS: { key: 'channels.historyTtlMs', kind: 'int' },

@@ -4,6 +4,7 @@ import type { NextFunction, Request, Response } from 'express';
 import type { EventInput } from '../broker/broker.ts';
 import type { ServerConfig } from '../config.ts';
 import { bearerToken, isLoopback, TokenCheck, UNAUTHORIZED_HEADERS } from '../http/auth.ts';
+import { clientAddressOf } from '../http/client-address.ts';
 import { badRequest, HttpError } from '../http/errors.ts';
 import { channelName } from '../sse/channel-name.ts';
 import { validEventName } from '../sse/encode.ts';
@@ -54,6 +55,8 @@ export function parsePublishBody(body: unknown, maxBatch: number): EventInput[] 
 
 export function publishHandler(config: ServerConfig, hub: Hub) {
   const token = config.publish.token ? new TokenCheck(config.publish.token) : null;
+  // Behind a trusted proxy on this host the socket is loopback for every client: ask who is behind.
+  const addressOf = clientAddressOf(config.trustProxy);
   return async (req: Request, res: Response, next: NextFunction): Promise<void> => {
     try {
       if (token !== null) {
@@ -64,7 +67,7 @@ export function publishHandler(config: ServerConfig, hub: Hub) {
             UNAUTHORIZED_HEADERS,
           );
         }
-      } else if (!isLoopback(req.socket.remoteAddress)) {
+      } else if (!isLoopback(addressOf(req))) {
         throw new HttpError(403, {
           error: 'forbidden',
           message: 'publishing without publish.token is accepted only from loopback addresses',

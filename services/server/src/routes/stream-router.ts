@@ -7,6 +7,7 @@
 import type { IncomingMessage, OutgoingHttpHeaders, ServerResponse } from 'node:http';
 import type { ServerConfig } from '../config.ts';
 import { bearerToken, TokenCheck, UNAUTHORIZED_HEADERS } from '../http/auth.ts';
+import { type ClientAddressOf, clientAddressOf } from '../http/client-address.ts';
 import { type Cors, streamHeaders } from '../http/cors.ts';
 import { HttpError, sendError, sendJson } from '../http/errors.ts';
 import { intParam, lastEventIdParam, rawLastEventId } from '../http/params.ts';
@@ -39,6 +40,8 @@ export interface StreamRouterDeps {
 export class StreamRouter {
   private readonly deps: StreamRouterDeps;
   private readonly subscribeToken: TokenCheck | null;
+  /** The client's address (behind a trusted proxy: from X-Forwarded-For) for limits and logs. */
+  private readonly addressOf: ClientAddressOf;
   /** The stream headers when every origin is allowed: the same for every request (HTTP/1.1, 1.0). */
   private readonly fixedHeaders: readonly [OutgoingHttpHeaders, OutgoingHttpHeaders] | null;
 
@@ -46,6 +49,7 @@ export class StreamRouter {
     this.deps = deps;
     const token = deps.config.subscribe.token;
     this.subscribeToken = token ? new TokenCheck(token) : null;
+    this.addressOf = clientAddressOf(deps.config.trustProxy);
     const anyOrigin = deps.config.cors.allowedOrigins.includes('*');
     this.fixedHeaders = anyOrigin
       ? [
@@ -115,7 +119,7 @@ export class StreamRouter {
       return;
     }
     if (interval === 0) {
-      if (!this.admit(req, res)) return;
+      if (!this.admit(req, res, this.addressOf(req))) return;
       if (req.method === 'HEAD') this.headOnly(req, res);
       else sendDemoAtOnce(res, this.headers(req), start, count, wantsClose(req), this.deps.metrics);
       return;
@@ -186,9 +190,9 @@ export class StreamRouter {
   }
 
   /** Applies the connection limits; answers 503/429 and returns false when the stream may not open. */
-  private admit(req: IncomingMessage, res: ServerResponse): boolean {
+  private admit(req: IncomingMessage, res: ServerResponse, ip: string): boolean {
     const { registry, metrics, cors } = this.deps;
-    const refusal = registry.admit(req.socket.remoteAddress ?? 'unknown');
+    const refusal = registry.admit(ip);
     if (refusal === null) return true;
     const corsHeaders = cors.responseHeaders(req.headers);
     if (refusal === 'per_ip_limit') {
@@ -221,12 +225,13 @@ export class StreamRouter {
     res: ServerResponse,
     route: StreamRoute,
   ): SseConnection | null {
-    if (!this.admit(req, res)) return null;
+    const ip = this.addressOf(req);
+    if (!this.admit(req, res, ip)) return null;
     if (req.method === 'HEAD') {
       this.headOnly(req, res);
       return null;
     }
-    const conn = new SseConnection(req, res, route, this.deps.config.limits.maxBufferedBytes);
+    const conn = new SseConnection(req, res, route, this.deps.config.limits.maxBufferedBytes, ip);
     this.deps.registry.add(conn);
     return conn;
   }

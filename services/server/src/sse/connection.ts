@@ -26,6 +26,7 @@ export class SseConnection {
   readonly res: ServerResponse;
   readonly socket: Socket;
   readonly route: StreamRoute;
+  /** The client address (behind a trusted proxy: from X-Forwarded-For), for limits and logs. */
   readonly ip: string;
   readonly openedAt = performance.now();
   /** Where the bytes go: chunks straight to the socket (HTTP/1.1), or through the response. */
@@ -59,12 +60,13 @@ export class SseConnection {
     res: ServerResponse,
     route: StreamRoute,
     maxBufferedBytes: number,
+    ip: string,
   ) {
     this.req = req;
     this.res = res;
     this.socket = req.socket;
     this.route = route;
-    this.ip = req.socket.remoteAddress ?? 'unknown';
+    this.ip = ip;
     this.maxBufferedBytes = maxBufferedBytes;
     this.closeAfterEnd = wantsClose(req);
     const ownsSocket =

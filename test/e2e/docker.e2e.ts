@@ -7,6 +7,7 @@ import { once } from 'node:events';
 import net from 'node:net';
 import { fileURLToPath } from 'node:url';
 import { EXAMPLE_HEADERS, exampleBody, exampleClientLines } from '../helpers/example.ts';
+import { scaleSteps } from './scale-steps.ts';
 
 const root = fileURLToPath(new URL('../../', import.meta.url));
 const project = `httpsse-e2e-${process.pid}`;
@@ -78,10 +79,14 @@ function expect(cond: boolean, message: string): asserts cond {
 
 const hostPort = await freePort();
 const promPort = await freePort();
+const tlsPort = await freePort();
+const plainPort = await freePort();
 const env = {
   ...process.env,
   SSE_HOST_PORT: String(hostPort),
   PROMETHEUS_HOST_PORT: String(promPort),
+  SSE_TLS_HOST_PORT: String(tlsPort),
+  SSE_PROXY_HOST_PORT: String(plainPort),
   SSE_PUBLISH_TOKEN: 'e2e-token',
 };
 const base = `http://127.0.0.1:${hostPort}`;
@@ -261,6 +266,26 @@ const steps: [string, () => Promise<void>][] = [
   ],
 ];
 
+steps.push(
+  ...scaleSteps({
+    root,
+    env,
+    tlsPort,
+    plainPort,
+    promPort,
+    token: env.SSE_PUBLISH_TOKEN,
+    run,
+    compose,
+    until,
+    expect,
+    log,
+  }),
+);
+// E2E_ONLY=text runs only the steps whose name contains it (e.g. E2E_ONLY=scale while working on
+// one profile); CI runs them all.
+const only = process.env.E2E_ONLY;
+const selected = only ? steps.filter(([name]) => name.includes(only)) : steps;
+
 let passed = 0;
 let failed = 0;
 let cleaning: Promise<void> | null = null;
@@ -269,7 +294,10 @@ function cleanup(): Promise<void> {
   cleaning ??= (async () => {
     log(`cleaning up: docker compose -p ${project} down -v`);
     const r = await compose(
-      ['--profile', 'observability', '--profile', 'loadtest', 'down', '-v', '--remove-orphans'],
+      [
+        ...['--profile', 'observability', '--profile', 'loadtest', '--profile', 'scale'],
+        ...['down', '-v', '--remove-orphans'],
+      ],
       180_000,
     );
     if (r.code !== 0) log(`cleanup failed: ${r.stderr.slice(-1000)}`);
@@ -293,7 +321,7 @@ const started = Date.now();
 try {
   const docker = await run('docker', ['compose', 'version'], 30_000);
   expect(docker.code === 0, `docker compose is not available: ${docker.stderr}`);
-  for (const [name, step] of steps) {
+  for (const [name, step] of selected) {
     const t0 = Date.now();
     try {
       await step();

@@ -4,23 +4,22 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, test } from 'node:test';
+import { runClient, spawnClient } from '../helpers/client-process.ts';
+import { freePort } from '../helpers/prometheus.ts';
 import {
   exampleEvent,
   exampleLine,
-  freePort,
   type Handler,
-  runClient,
   SSE_HEADERS,
-  spawnClient,
-  startServer,
-  type TestServer,
-} from './helpers.ts';
+  type StubServer,
+  startStub,
+} from '../helpers/stub-server.ts';
 
 const dir = mkdtempSync(join(tmpdir(), 'sse-client-test-'));
 after(() => rmSync(dir, { recursive: true, force: true }));
 
-async function withServer<T>(handler: Handler, fn: (server: TestServer) => Promise<T>): Promise<T> {
-  const server = await startServer(handler);
+async function withServer<T>(handler: Handler, fn: (server: StubServer) => Promise<T>): Promise<T> {
+  const server = await startStub(handler);
   try {
     return await fn(server);
   } finally {

@@ -1,89 +1,7 @@
-// Client test helpers: tiny node:http servers that send exact bytes, and the CLI as a child process.
+// The client CLI as a child process (node services/client/src/main.ts), with its output collected.
 import { type ChildProcess, spawn } from 'node:child_process';
 import { once } from 'node:events';
-import http from 'node:http';
-import type { AddressInfo } from 'node:net';
-import { fileURLToPath } from 'node:url';
-
-export const ROOT = fileURLToPath(new URL('../../', import.meta.url));
-
-export const SSE_HEADERS = { 'content-type': 'text/event-stream', 'cache-control': 'no-cache' };
-
-/** The example stream: 10 events, ids 1..10 (idx = N). */
-export function exampleEvent(n: number): string {
-  return `event: message\ndata: {"msg": "hello", "idx": ${n}}\nid: ${n}\n\n`;
-}
-
-export function exampleLine(n: number): string {
-  return `Received SSE event - id: ${n}, event: message, data: {"msg": "hello", "idx": ${n}}`;
-}
-
-export interface SeenRequest {
-  url: string;
-  headers: http.IncomingHttpHeaders;
-}
-
-export type Handler = (req: http.IncomingMessage, res: http.ServerResponse, n: number) => unknown;
-
-export interface TestServer {
-  port: number;
-  url: (path?: string) => string;
-  requests: SeenRequest[];
-  /** Resolves once `n` requests have arrived. */
-  waitForRequests(n: number, timeoutMs?: number): Promise<void>;
-  close(): Promise<void>;
-}
-
-/** Starts a node:http server on 127.0.0.1:0 whose handler gets the request number (1-based). */
-export async function startServer(handler: Handler): Promise<TestServer> {
-  const requests: SeenRequest[] = [];
-  const waiters: { n: number; resolve: () => void }[] = [];
-  const server = http.createServer((req, res) => {
-    requests.push({ url: req.url ?? '', headers: req.headers });
-    for (const w of waiters.filter((w) => requests.length >= w.n)) w.resolve();
-    res.on('error', () => {});
-    Promise.resolve(handler(req, res, requests.length)).catch(() => res.destroy());
-  });
-  server.listen(0, '127.0.0.1');
-  await once(server, 'listening');
-  const { port } = server.address() as AddressInfo;
-  return {
-    port,
-    url: (path = '/sse') => `http://127.0.0.1:${port}${path}`,
-    requests,
-    waitForRequests(n, timeoutMs = 10_000) {
-      if (requests.length >= n) return Promise.resolve();
-      return new Promise((resolve, reject) => {
-        const timer = setTimeout(
-          () => reject(new Error(`waited for ${n} requests, got ${requests.length}`)),
-          timeoutMs,
-        );
-        waiters.push({
-          n,
-          resolve: () => {
-            clearTimeout(timer);
-            resolve();
-          },
-        });
-      });
-    },
-    close: () =>
-      new Promise<void>((resolve) => {
-        server.close(() => resolve());
-        server.closeAllConnections();
-      }),
-  };
-}
-
-/** A port nothing listens on (bound, then released). */
-export async function freePort(): Promise<number> {
-  const server = http.createServer();
-  server.listen(0, '127.0.0.1');
-  await once(server, 'listening');
-  const { port } = server.address() as AddressInfo;
-  await new Promise<void>((resolve) => server.close(() => resolve()));
-  return port;
-}
+import { ROOT } from './process.ts';
 
 export interface ClientProcess {
   child: ChildProcess;
@@ -178,5 +96,3 @@ export async function runClient(
   const code = await p.exited;
   return { code, stdout: p.stdout(), stderr: p.stderr() };
 }
-
-export { eventually } from '../helpers/wait.ts';

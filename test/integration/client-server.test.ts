@@ -81,6 +81,24 @@ describe('client CLI against the server', () => {
     assert.ok(lines[0]!.includes(url), lines[0]);
     assert.match(lines[0]!, /400/);
   });
+  test("a refusal's JSON message is in the error line (URL given as the positional argument)", async () => {
+    const url = `${t.base}/sse/test?count=0`;
+    const answer = await fetch(url);
+    const { message } = (await answer.json()) as { message: string };
+    assert.equal(answer.status, 400);
+    const r = await runNode(['services/client/src/main.ts', url]);
+    assert.equal(r.code, 1);
+    assert.equal(
+      r.stderr,
+      `sse-client: ${url}: HTTP status 400 Bad Request, expected 200: ${message}\n`,
+    );
+  });
+
+  test('--version names the client and the package version', async () => {
+    const r = await runNode(['services/client/src/main.ts', '--version']);
+    assert.equal(r.code, 0, r.stderr);
+    assert.match(r.stdout, /^http-sse client \d+\.\d+\.\d+\S*\n$/);
+  });
 });
 
 describe('client library against a channel', () => {

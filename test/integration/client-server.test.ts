@@ -157,6 +157,32 @@ describe('client library against a channel', () => {
   });
 });
 
+describe('client maxEventBytes against the server', () => {
+  let t: TestServer;
+  before(async () => {
+    t = await startServer();
+  });
+  after(() => t.close());
+
+  test('counts UTF-8 bytes: 901 bytes pass a 1024-byte bound, 1201 bytes (401 characters) do not', async () => {
+    const fits = `${'€'.repeat(150)}\n${'€'.repeat(150)}`;
+    const over = `${'€'.repeat(200)}\n${'€'.repeat(200)}`;
+    const seen: string[] = [];
+    const handle = connectEventStream(`${t.base}/sse/channels/bytes`, {
+      maxEventBytes: 1024,
+      onEvent: (ev) => seen.push(ev.data),
+    });
+    while (t.server.hub.subscriberCount('bytes') === 0) await new Promise((r) => setTimeout(r, 5));
+    const r = await publish(t.base, 'bytes', [{ data: fits }, { data: over }]);
+    assert.equal(r.status, 202);
+    const result = await handle.done;
+    assert.deepEqual(seen, [fits]);
+    assert.equal(result.reason, 'error');
+    assert.equal(result.error?.reason, 'too_large');
+    assert.match(result.error!.message, /maxEventBytes limit of 1024 bytes/);
+  });
+});
+
 describe('npm run demo', () => {
   test('prints the ten events and SSE stream finished, then stops the server', async () => {
     const r = await runNode(['services/demo/run.ts'], {}, 30_000);

@@ -25,6 +25,17 @@ function cleanEnv(extra: Record<string, string>): Record<string, string> {
   return { ...env, ...extra };
 }
 
+/** Runs the CLI to completion. */
+export async function runClient(
+  args: string[],
+  env: Record<string, string> = {},
+  timeoutMs = 20_000,
+): Promise<{ code: number | string; stdout: string; stderr: string }> {
+  const p = spawnClient(args, env, timeoutMs);
+  const code = await p.exited;
+  return { code, stdout: p.stdout(), stderr: p.stderr() };
+}
+
 /** Spawns the CLI (node services/client/src/main.ts ...args); killed after `timeoutMs`. */
 export function spawnClient(
   args: string[],
@@ -84,15 +95,4 @@ export function spawnClient(
       if (child.exitCode === null && child.signalCode === null) child.kill(signal);
     },
   };
-}
-
-/** Runs the CLI to completion. */
-export async function runClient(
-  args: string[],
-  env: Record<string, string> = {},
-  timeoutMs = 20_000,
-): Promise<{ code: number | string; stdout: string; stderr: string }> {
-  const p = spawnClient(args, env, timeoutMs);
-  const code = await p.exited;
-  return { code, stdout: p.stdout(), stderr: p.stderr() };
 }

@@ -155,16 +155,8 @@ describe('client library against a channel', () => {
       Array.from({ length: 30 }, (_, i) => String(i)),
     );
   });
-});
 
-describe('client maxEventBytes against the server', () => {
-  let t: TestServer;
-  before(async () => {
-    t = await startServer();
-  });
-  after(() => t.close());
-
-  test('counts UTF-8 bytes: 901 bytes pass a 1024-byte bound, 1201 bytes (401 characters) do not', async () => {
+  test('maxEventBytes counts UTF-8 bytes: 901 bytes pass a 1024-byte bound, 1201 bytes (401 characters) do not', async () => {
     const fits = `${'€'.repeat(150)}\n${'€'.repeat(150)}`;
     const over = `${'€'.repeat(200)}\n${'€'.repeat(200)}`;
     const seen: string[] = [];

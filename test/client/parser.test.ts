@@ -205,6 +205,19 @@ describe('parser: maximum event size counts UTF-8 bytes', () => {
     assert.deepEqual(parseText(emoji, { maxEventBytes: 64 }).tooLarge, [64]);
   });
 
+  test('property: an unfinished line trips the bound exactly when its UTF-8 bytes exceed it', () => {
+    const text = fc
+      .string({ unit: 'grapheme', maxLength: 60 })
+      .map((s) => s.replace(/[\r\n]/g, ''));
+    fc.assert(
+      fc.property(text, fc.integer({ min: 16, max: 200 }), (value, limit) => {
+        const line = `data: ${value}`;
+        const r = parse([enc.encode(line)], { maxEventBytes: limit });
+        assert.deepEqual(r.tooLarge, Buffer.byteLength(line) > limit ? [limit] : []);
+      }),
+    );
+  });
+
   test('multi-byte ids and event types come through decoded', () => {
     const r = parseText('id: ü-1\nevent: größe\ndata: ok\n\n');
     assert.deepEqual(r.events, [ev('ok', 'ü-1', 'größe')]);

@@ -6,6 +6,7 @@
 // sequences become U+FFFD). This wrapper adds what the WHATWG algorithm keeps per event source:
 // the last event ID (it persists across events and reconnections), the default event type
 // "message", and the bound on buffered event size.
+import { isAscii } from 'node:buffer';
 import { createParser, type EventSourceMessage, type ParseError } from 'eventsource-parser';
 
 /** One dispatched event, as a browser's MessageEvent would expose it. */
@@ -58,20 +59,23 @@ export function createEventParser(options: EventParserOptions): EventParser {
   const { onEvent, onRetry, onTooLarge } = options;
   let lastEventId = options.lastEventId ?? '';
   let overflowed = false;
+  /** Every byte of this connection so far was ASCII: nothing to decode (the common case). */
+  let ascii = true;
 
   const parser = createParser({
     maxBufferSize: limit,
     onId(id: string) {
       // Called for every completed block that had a valid id field (NULL-carrying ids are
       // already ignored), before its event: the spec's "last event ID buffer".
-      lastEventId = utf8(id);
+      lastEventId = ascii ? id : utf8(id);
     },
     onEvent(message: EventSourceMessage) {
       // The parser hands over a fresh object per event: complete it in place, no extra allocation.
       const event = message as SseEvent;
       event.id = lastEventId;
-      event.event = message.event === undefined ? 'message' : utf8(message.event);
-      event.data = utf8(message.data);
+      if (message.event === undefined) event.event = 'message';
+      else if (!ascii) event.event = utf8(message.event);
+      if (!ascii) event.data = utf8(message.data);
       onEvent(event);
     },
     onRetry,
@@ -87,11 +91,14 @@ export function createEventParser(options: EventParserOptions): EventParser {
   return {
     feed(chunk: Uint8Array): void {
       if (overflowed || chunk.length === 0) return;
-      parser.feed(asBuffer(chunk).toString('latin1'));
+      const bytes = asBuffer(chunk);
+      if (ascii && !isAscii(bytes)) ascii = false;
+      parser.feed(bytes.toString('latin1'));
     },
     reset(): void {
       parser.reset();
       overflowed = false;
+      ascii = true;
     },
     get lastEventId() {
       return lastEventId;

@@ -25,7 +25,7 @@ export function missingRedis(): string | null {
   return r.status === 0 ? null : 'redis-server is not installed (apt-get install redis-server)';
 }
 
-async function freePort(): Promise<number> {
+export async function freePort(): Promise<number> {
   const srv = net.createServer().listen(0, '127.0.0.1');
   await once(srv, 'listening');
   const { port } = srv.address() as net.AddressInfo;
@@ -47,9 +47,10 @@ function accepts(port: number): Promise<boolean> {
   });
 }
 
-export async function startRedis(): Promise<TestRedis> {
+/** Starts Redis on `port` (default: a free one). */
+export async function startRedis(port?: number): Promise<TestRedis> {
   const dir = mkdtempSync(join(tmpdir(), 'http-sse-redis-'));
-  const port = await freePort();
+  port ??= await freePort();
   let child: ChildProcess | null = null;
   const launch = async () => {
     child = spawn(

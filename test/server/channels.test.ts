@@ -463,3 +463,63 @@ describe('connection limits', () => {
     }
   });
 });
+
+describe('bounds on channels and history', () => {
+  test('limits.maxChannels: a new channel beyond it is refused with 503 on publish and subscribe', async () => {
+    const t = await startServer({ limits: { maxChannels: 3 } });
+    try {
+      for (const name of ['c1', 'c2', 'c3']) {
+        assert.equal((await publish(t.base, name, { data: 'x' })).status, 202);
+      }
+      const refused = await publish(t.base, 'c4', { data: 'x' });
+      assert.equal(refused.status, 503);
+      assert.equal(refused.body.error, 'channel_limit');
+      assert.match(refused.body.message!, /limits\.maxChannels \(3\)/);
+      const sub = await fetch(`${t.base}/sse/channels/c4`);
+      assert.equal(sub.status, 503);
+      assert.equal(((await sub.json()) as { limit: number }).limit, 3);
+      assert.ok(sub.headers.get('retry-after'));
+      // Known channels keep working.
+      const ok = new Subscriber(`${t.base}/sse/channels/c1`);
+      await ok.opened;
+      assert.equal(ok.status, 200);
+      assert.equal((await publish(t.base, 'c1', { data: 'y' })).status, 202);
+      await ok.waitFor(1);
+      ok.close();
+    } finally {
+      await t.close();
+    }
+  });
+
+  test('channels.historyMaxBytes bounds the history in bytes; a resume past it gets a reset', async () => {
+    const t = await startServer({ channels: { historyMaxBytes: 4096 } });
+    try {
+      const r = await publish(
+        t.base,
+        'bytes',
+        Array.from({ length: 40 }, (_, i) => ({ data: `${i}:${'z'.repeat(1000)}` })),
+      );
+      const sub = new Subscriber(`${t.base}/sse/channels/bytes`, {
+        'Last-Event-ID': r.body.ids![0]!,
+      });
+      await eventually(() => sub.events.length >= 2, 5000, 'replay');
+      await new Promise((res) => setTimeout(res, 100));
+      sub.close();
+      assert.equal(sub.events[0]!.event, 'reset');
+      assert.equal(JSON.parse(sub.events[0]!.data).reason, 'history_exceeded');
+      const held = sub.events.slice(1);
+      const bytes = held.reduce(
+        (n, e) => n + Buffer.byteLength(`data: ${e.data}\nid: ${e.id}\n\n`),
+        0,
+      );
+      assert.ok(bytes <= 4096, `${bytes} bytes held`);
+      assert.equal(held.length, 3); // 1000-byte events, 3 fit in 4 KiB
+      assert.deepEqual(
+        held.map((e) => e.id),
+        r.body.ids!.slice(-3),
+      );
+    } finally {
+      await t.close();
+    }
+  });
+});

@@ -4,7 +4,7 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import { compareIds, parseEventId } from '../../services/server/src/broker/event-id.ts';
-import { missingRedis, startRedis, type TestRedis } from '../helpers/redis.ts';
+import { freePort, missingRedis, startRedis, type TestRedis } from '../helpers/redis.ts';
 import { publish, Subscriber, startServer } from '../helpers/server.ts';
 import { eventually } from '../helpers/wait.ts';
 
@@ -237,6 +237,38 @@ describe('Redis Streams broker', { skip: skip ?? false }, () => {
     } finally {
       sub.close();
       await t.close();
+    }
+  });
+
+  test('Redis unreachable at start: the server listens, answers 503 and turns ready once Redis is up', async () => {
+    const port = await freePort();
+    const t = await startServer({
+      broker: { type: 'redis', url: `redis://127.0.0.1:${port}`, keyPrefix: 'late:' },
+    });
+    let late: TestRedis | null = null;
+    try {
+      const ready = await fetch(`${t.base}/readyz`);
+      assert.equal(ready.status, 503);
+      assert.deepEqual(await ready.json(), {
+        status: 'broker_down',
+        broker: { type: 'redis', up: false },
+      });
+      const refused = await publish(t.base, 'late', { data: 'x' });
+      assert.equal(refused.status, 503);
+      assert.equal(refused.body.error, 'broker_unavailable');
+      const sub = await fetch(`${t.base}/sse/channels/late`);
+      assert.equal(sub.status, 503);
+      assert.equal(sub.headers.get('retry-after'), '2');
+      late = await startRedis(port);
+      await eventually(
+        async () => (await fetch(`${t.base}/readyz`)).status === 200,
+        15_000,
+        'ready',
+      );
+      assert.equal((await publish(t.base, 'late', { data: 'x' })).status, 202);
+    } finally {
+      await t.close();
+      await late?.stop();
     }
   });
 });

@@ -67,6 +67,10 @@ describe('readBounded', () => {
     setImmediate(() => failed.destroy(new Error('reset')));
     assert.equal((await readBounded(failed, 4096, 60_000)).toString(), 'half');
 
+    const destroyed = new PassThrough();
+    destroyed.destroy();
+    assert.equal((await readBounded(destroyed, 4096, 60_000)).length, 0);
+
     const stalled = new PassThrough();
     stalled.write('so far');
     assert.equal((await readBounded(stalled, 4096, 50)).toString(), 'so far');

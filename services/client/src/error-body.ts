@@ -10,6 +10,8 @@ export const ERROR_BODY_READ_BYTES = 4096;
 export const ERROR_BODY_TIMEOUT_MS = 2000;
 
 interface BodyStream {
+  readonly destroyed?: boolean;
+  readonly readableEnded?: boolean;
   on(event: 'data', fn: (chunk: Buffer) => void): unknown;
   once(event: 'end' | 'close' | 'error', fn: () => void): unknown;
   off(event: 'data', fn: (chunk: Buffer) => void): unknown;
@@ -40,6 +42,10 @@ export function readBounded(
       size += chunk.length;
       if (size >= maxBytes) finish();
     };
+    if (body.destroyed || body.readableEnded) {
+      resolve(Buffer.alloc(0)); // nothing more will come: do not wait for the timeout
+      return;
+    }
     const timer = setTimeout(finish, timeoutMs);
     body.on('data', onData);
     body.once('end', finish);

@@ -7,7 +7,7 @@ import { once } from 'node:events';
 import net from 'node:net';
 import { fileURLToPath } from 'node:url';
 import { EXAMPLE_HEADERS, exampleBody, exampleClientLines } from '../helpers/example.ts';
-import { scaleSteps } from './scale-steps.ts';
+import { E2E_PER_IP_LIMIT, scaleSteps } from './scale-steps.ts';
 
 const root = fileURLToPath(new URL('../../', import.meta.url));
 const project = `httpsse-e2e-${process.pid}`;
@@ -87,6 +87,7 @@ const env = {
   PROMETHEUS_HOST_PORT: String(promPort),
   SSE_TLS_HOST_PORT: String(tlsPort),
   SSE_PROXY_HOST_PORT: String(plainPort),
+  SSE_MAX_CONNECTIONS_PER_IP: String(E2E_PER_IP_LIMIT),
   SSE_PUBLISH_TOKEN: 'e2e-token',
 };
 const base = `http://127.0.0.1:${hostPort}`;

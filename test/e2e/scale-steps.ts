@@ -18,6 +18,9 @@ export interface Run {
 }
 
 /** What the steps need from the main e2e file. */
+/** limits.maxConnectionsPerIp of the replicas: docker.e2e.ts sets SSE_MAX_CONNECTIONS_PER_IP to it. */
+export const E2E_PER_IP_LIMIT = 20;
+
 export interface ScaleContext {
   root: string;
   env: NodeJS.ProcessEnv;
@@ -46,7 +49,7 @@ class Stream {
   private readonly req: http.ClientRequest;
   readonly opened: Promise<void>;
 
-  constructor(url: string) {
+  constructor(url: string, headers: Record<string, string> = {}) {
     let buffer = '';
     let opened!: () => void;
     let failed!: (err: Error) => void;
@@ -54,7 +57,7 @@ class Stream {
       opened = resolve;
       failed = reject;
     });
-    this.req = http.get(url, (res) => {
+    this.req = http.get(url, { headers }, (res) => {
       this.status = res.statusCode ?? 0;
       res.setEncoding('utf8');
       res.on('data', (chunk: string) => {
@@ -212,6 +215,39 @@ export function scaleSteps(c: ScaleContext): Step[] {
         } finally {
           for (const s of streams) s.close();
         }
+      },
+    ],
+    [
+      'scale: a forged X-Forwarded-For through nginx does not get around maxConnectionsPerIp',
+      async () => {
+        // Every stream claims another client address; nginx replaces the header with the address
+        // it sees (the host), so the replicas count all of them as one client.
+        const n = REPLICAS.length * E2E_PER_IP_LIMIT + 5;
+        const streams = Array.from(
+          { length: n },
+          (_, i) =>
+            new Stream(`${plain}/sse/channels/forged`, {
+              'X-Forwarded-For': `198.51.100.${i + 1}`,
+            }),
+        );
+        try {
+          await Promise.all(streams.map((s) => s.opened));
+          const refused = streams.filter((s) => s.status === 429).length;
+          const admitted = streams.filter((s) => s.status === 200).length;
+          c.expect(
+            admitted <= REPLICAS.length * E2E_PER_IP_LIMIT &&
+              refused >= 5 &&
+              admitted + refused === n,
+            `${admitted} admitted, ${refused} refused with 429 of ${n}`,
+          );
+        } finally {
+          for (const s of streams) s.close();
+        }
+        // The next step's client comes from the same address: wait until these are gone.
+        await c.until('the refused and closed streams to be gone', 30_000, async () => {
+          const counts = await Promise.all(REPLICAS.map(channelStreams));
+          return counts.every((x) => x === 0) ? true : undefined;
+        });
       },
     ],
     [

@@ -164,6 +164,7 @@ export function createSseServer(config: ServerConfig, deps: ServerDeps): SseServ
       maxConnections: config.limits.maxConnections,
       maxConnectionsPerIp: config.limits.maxConnectionsPerIp,
       heartbeatMs: config.heartbeatMs,
+      stallTimeoutMs: config.limits.stallTimeoutMs,
     },
     logger,
     metrics,

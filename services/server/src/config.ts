@@ -35,6 +35,10 @@ export const serverConfigSchema = z.strictObject({
       maxConnectionsPerIp: int(0, 10_000_000).default(0),
       maxBufferedBytes: int(1024, 1024 * 1024 * 1024).default(1024 * 1024),
       maxChannels: int(1, 10_000_000).default(10_000),
+      // Open sockets of any kind; 0: maxConnections + 1024, capped below the open-file limit.
+      maxSockets: int(0, 10_000_000).default(0),
+      // A stream whose unsent bytes have not moved for this long is cut as a slow consumer.
+      stallTimeoutMs: int(100, 3_600_000).default(30_000),
     })
     .prefault({}),
   broker: z
@@ -71,6 +75,8 @@ export const serverEnv: Record<string, EnvBinding> = {
   SSE_MAX_CONNECTIONS_PER_IP: { key: 'limits.maxConnectionsPerIp', kind: 'int' },
   SSE_MAX_BUFFERED_BYTES: { key: 'limits.maxBufferedBytes', kind: 'int' },
   SSE_MAX_CHANNELS: { key: 'limits.maxChannels', kind: 'int' },
+  SSE_MAX_SOCKETS: { key: 'limits.maxSockets', kind: 'int' },
+  SSE_STALL_TIMEOUT_MS: { key: 'limits.stallTimeoutMs', kind: 'int' },
   SSE_HISTORY_MAX_BYTES: { key: 'channels.historyMaxBytes', kind: 'int' },
   SSE_BROKER: { key: 'broker.type', kind: 'string' },
   REDIS_URL: { key: 'broker.url', kind: 'string' },

@@ -16,11 +16,13 @@ import { SseConnection, type StreamRoute, wantsClose } from '../sse/connection.t
 import type { Hub } from '../sse/hub.ts';
 import type { ConnectionRegistry } from '../sse/registry.ts';
 import {
+  DEMO_AT_ONCE_MAX_EVENTS,
   DEMO_DEFAULT_COUNT,
   DEMO_DEFAULT_INTERVAL_MS,
   DEMO_MAX_COUNT,
   DEMO_MAX_INTERVAL_MS,
   sendDemoAtOnce,
+  startDemoPump,
   startDemoStream,
 } from './demo-stream.ts';
 import { unavailable } from './unavailable.ts';
@@ -114,15 +116,14 @@ export class StreamRouter {
       this.noContent(req, res);
       return;
     }
-    if (interval === 0) {
-      if (!this.admit(req, res)) return;
-      if (req.method === 'HEAD') this.headOnly(req, res);
-      else sendDemoAtOnce(res, this.headers(req), start, count, wantsClose(req), this.deps.metrics);
-      return;
-    }
+    // Every demo stream is a registered connection: it counts toward the limits.
     const conn = this.open(req, res, '/sse/test');
     if (conn === null) return;
-    startDemoStream(conn, this.headers(req), start, count, interval, this.deps.metrics);
+    const { metrics } = this.deps;
+    if (interval > 0) startDemoStream(conn, this.headers(req), start, count, interval, metrics);
+    else if (count - start <= DEMO_AT_ONCE_MAX_EVENTS) {
+      sendDemoAtOnce(conn, this.headers(req), start, count, metrics);
+    } else startDemoPump(conn, this.headers(req), start, count, metrics);
   }
 
   private subscribe(

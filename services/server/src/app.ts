@@ -10,7 +10,12 @@ import { Cors } from './http/cors.ts';
 import { HttpError } from './http/errors.ts';
 import { MAX_JSON_DEPTH, verifyJsonDepth } from './http/json-depth.ts';
 import { lastResort, missingHost } from './http/request-guards.ts';
-import { boundedServerOptions, limitSockets, onClientError } from './http/socket-limits.ts';
+import {
+  boundedServerOptions,
+  closeSilentSockets,
+  limitSockets,
+  onClientError,
+} from './http/socket-limits.ts';
 import type { Logger } from './logger.ts';
 import { createServerMetrics, type ServerMetrics } from './metrics.ts';
 import { publishGuard, publishHandler } from './routes/publish.ts';
@@ -226,6 +231,7 @@ export function createSseServer(config: ServerConfig, deps: ServerDeps): SseServ
   });
   http.on('clientError', onClientError);
   limitSockets(http, config.limits, logger);
+  closeSilentSockets(http);
 
   let metricsHttp: Server | null = null;
   if (config.metrics.port > 0) {

@@ -92,6 +92,23 @@ export function limitSockets(
   return cap;
 }
 
+/**
+ * Node's headersTimeout starts with the first byte of a request: a socket that connects and sends
+ * nothing would stay open until the client leaves. Such a socket is closed once it has been
+ * silent for server.headersTimeout (one timer per new socket, cleared when it closes).
+ */
+export function closeSilentSockets(server: Server): void {
+  server.on('connection', (socket: Socket) => {
+    const timer = setTimeout(closeIfSilent, server.headersTimeout, socket);
+    timer.unref();
+    socket.once('close', () => clearTimeout(timer));
+  });
+}
+
+function closeIfSilent(socket: Socket): void {
+  if (socket.bytesRead === 0) socket.destroy();
+}
+
 const STATUS_TEXT: Record<number, string> = {
   400: 'Bad Request',
   408: 'Request Timeout',

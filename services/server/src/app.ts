@@ -9,7 +9,12 @@ import type { ServerConfig } from './config.ts';
 import { Cors } from './http/cors.ts';
 import { HttpError } from './http/errors.ts';
 import { MAX_JSON_DEPTH, verifyJsonDepth } from './http/json-depth.ts';
-import { lastResort, missingHost } from './http/request-guards.ts';
+import {
+  lastResort,
+  missingHost,
+  refuseConnect,
+  refuseExpectation,
+} from './http/request-guards.ts';
 import {
   boundedServerOptions,
   closeSilentSockets,
@@ -230,6 +235,8 @@ export function createSseServer(config: ServerConfig, deps: ServerDeps): SseServ
     if (!handled) app(req, res);
   });
   http.on('clientError', onClientError);
+  http.on('connect', refuseConnect);
+  http.on('checkExpectation', refuseExpectation);
   limitSockets(http, config.limits, logger);
   closeSilentSockets(http);
 

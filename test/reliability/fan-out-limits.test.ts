@@ -112,3 +112,34 @@ describe('limits.maxConnections', () => {
     }
   });
 });
+
+describe('limits.maxConnectionsPerIp', () => {
+  test('counts /sse/test streams too: 429 + Retry-After past it', async (t) => {
+    const s = await startServer({ limits: { maxConnectionsPerIp: 2 } });
+    const subs = [
+      new Subscriber(`${s.base}/sse/test?interval_ms=1000&count=5`),
+      new Subscriber(`${s.base}/sse/channels/ip`),
+    ];
+    try {
+      await Promise.all(subs.map((x) => x.opened));
+      const answers: [number, string | null][] = [];
+      for (const path of [
+        '/sse/test?interval_ms=0&count=3',
+        '/sse/test?interval_ms=0&count=50000',
+        '/sse/channels/ip',
+      ]) {
+        const r = await fetch(`${s.base}${path}`);
+        answers.push([r.status, r.headers.get('retry-after')]);
+        await r.body?.cancel();
+      }
+      t.diagnostic(`2 streams open from 127.0.0.1; then: ${JSON.stringify(answers)}`);
+      for (const [status, retry] of answers) {
+        assert.equal(status, 429);
+        assert.ok(Number(retry) > 0);
+      }
+    } finally {
+      for (const x of subs) x.close();
+      await s.close();
+    }
+  });
+});

@@ -128,6 +128,14 @@ describe('hostile input gets a 4xx JSON answer', () => {
     assert.equal(statusOf(await rawExchange(t.port, rebound)), 202);
   });
 
+  test('brackets inside JSON strings do not count as nesting', async () => {
+    const body = JSON.stringify({ data: `${'['.repeat(500)}\\"{{{{`, event: 'x' });
+    assert.equal(
+      statusOf(await rawExchange(t.port, post('/channels/a/events', body, JSON_HOST))),
+      202,
+    );
+  });
+
   test('the server still serves after all of them', async () => {
     assert.equal((await fetch(`${t.base}/healthz`)).status, 200);
   });

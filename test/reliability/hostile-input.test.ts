@@ -1,11 +1,15 @@
 // Hostile requests (docs/RELIABILITY.md, rows "bad input" and "slow requests"): each gets a 4xx
 // JSON answer, the server keeps serving, and no request gets a 500 for bad input.
 import assert from 'node:assert/strict';
+import { Writable } from 'node:stream';
 import { after, before, describe, test } from 'node:test';
+import { createSseServer, type SseServer } from '../../services/server/src/app.ts';
+import { buildServerConfig } from '../../services/server/src/config.ts';
 import {
   HEADERS_TIMEOUT_MS,
   REQUEST_TIMEOUT_MS,
 } from '../../services/server/src/http/socket-limits.ts';
+import { createLogger } from '../../services/server/src/logger.ts';
 import {
   dechunk,
   rawExchange,
@@ -223,13 +227,25 @@ describe('slow requests are timed out with 408 JSON; streams are not', () => {
 });
 
 describe('an unexpected error in a stream route', () => {
-  let t: TestServer;
+  const logged: Record<string, unknown>[] = [];
+  let t: { base: string; server: SseServer; close(): Promise<void> };
   before(async () => {
-    t = await startServer();
+    const sink = new Writable({
+      write(chunk: Buffer, _enc, done) {
+        for (const line of chunk.toString().split('\n').filter(Boolean))
+          logged.push(JSON.parse(line));
+        done();
+      },
+    });
+    const server = createSseServer(buildServerConfig({ host: '127.0.0.1', port: 0 }), {
+      logger: createLogger('error', sink),
+    });
+    const { port } = await server.listen();
+    t = { base: `http://127.0.0.1:${port}`, server, close: () => server.shutdown() };
   });
   after(() => t.close());
 
-  test('is a 500 for that request alone: other streams go on, the process lives', async () => {
+  test('is a 500 for that request alone, logged once: other streams go on, the process lives', async () => {
     const other = new Subscriber(`${t.base}/sse/channels/calm`);
     await other.opened;
     const registry = t.server.registry;
@@ -261,5 +277,12 @@ describe('an unexpected error in a stream route', () => {
     await other.waitFor(1);
     assert.equal(other.events[0]!.data, 'still here');
     other.close();
+    const errors = logged
+      .filter((l) => l.level === 50)
+      .map((l) => (l.err as { message: string }).message);
+    assert.deepEqual(errors, [
+      'boom (injected by the test)',
+      'boom in subscribe (injected by the test)',
+    ]);
   });
 });

@@ -220,7 +220,7 @@ export function createSseServer(config: ServerConfig, deps: ServerDeps): SseServ
     metrics,
   );
   const cors = new Cors(config.cors.allowedOrigins);
-  const streams = new StreamRouter({ config, registry, hub, metrics, cors });
+  const streams = new StreamRouter({ config, registry, hub, metrics, cors, logger });
   const app = buildExpress(config, { hub, broker, registry, metrics, cors, logger });
 
   const http = createServer(boundedServerOptions(), (req, res) => {

@@ -10,6 +10,7 @@ import { bearerToken, TokenCheck, UNAUTHORIZED_HEADERS } from '../http/auth.ts';
 import { type Cors, streamHeaders } from '../http/cors.ts';
 import { HttpError, sendError, sendJson } from '../http/errors.ts';
 import { intParam, lastEventIdParam, rawLastEventId } from '../http/params.ts';
+import type { Logger } from '../logger.ts';
 import type { ServerMetrics } from '../metrics.ts';
 import { channelName } from '../sse/channel-name.ts';
 import { SseConnection, type StreamRoute, wantsClose } from '../sse/connection.ts';
@@ -32,6 +33,8 @@ const STREAM_METHODS = 'GET, HEAD, OPTIONS';
 
 export interface StreamRouterDeps {
   config: ServerConfig;
+  /** Where unexpected errors of one stream are logged (once each). */
+  logger?: Logger;
   registry: ConnectionRegistry;
   hub: Hub;
   metrics: ServerMetrics;
@@ -162,9 +165,12 @@ export class StreamRouter {
 
   /** A stream that could not start (broker down, channel limit, shutdown): 503 JSON, or a cut. */
   private refuseOpened(res: ServerResponse, err: unknown): void {
-    const answer =
-      unavailable(err) ??
-      new HttpError(500, { error: 'internal', message: 'internal server error' });
+    let answer = unavailable(err);
+    if (answer === null) {
+      // Unexpected: logged once here, a 500 (or a cut) for this stream alone.
+      this.deps.logger?.error({ err, route: '/sse/channels/:channel' }, 'stream failed to open');
+      answer = new HttpError(500, { error: 'internal', message: 'internal server error' });
+    }
     if (res.headersSent || res.destroyed) res.destroy();
     else sendError(res, answer);
   }

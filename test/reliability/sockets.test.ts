@@ -6,11 +6,27 @@ import { spawn } from 'node:child_process';
 import { once } from 'node:events';
 import type net from 'node:net';
 import { describe, test } from 'node:test';
+import { loadServerConfig } from '../../services/server/src/config.ts';
+import {
+  FD_RESERVE,
+  SOCKET_HEADROOM,
+  socketCap,
+} from '../../services/server/src/http/socket-limits.ts';
 import { ROOT } from '../helpers/process.ts';
 import { eventually, startServer } from '../helpers/server.ts';
 import { connect } from './helpers.ts';
 
 describe('limits.maxSockets', () => {
+  test('SSE_MAX_SOCKETS and SSE_STALL_TIMEOUT_MS set the keys; 0 means derived from the limits', () => {
+    const c = loadServerConfig({ SSE_MAX_SOCKETS: '300', SSE_STALL_TIMEOUT_MS: '5000' });
+    assert.equal(c.limits.maxSockets, 300);
+    assert.equal(c.limits.stallTimeoutMs, 5000);
+    assert.equal(socketCap(0, 20_000, 20_000), 20_000 - FD_RESERVE);
+    assert.equal(socketCap(0, 1000, 1_048_576), 1000 + SOCKET_HEADROOM);
+    assert.equal(socketCap(0, 1000, null), 1000 + SOCKET_HEADROOM);
+    assert.equal(socketCap(300, 20_000, 1024), 300);
+  });
+
   test('idle sockets beyond the cap are closed at once; the server serves again once they go', async (t) => {
     const CAP = 200;
     const s = await startServer({ limits: { maxSockets: CAP } });

@@ -116,7 +116,14 @@ function buildExpress(
     express.json({ limit: config.channels.maxEventBytes, type: () => true, strict: false }),
     publishHandler(config, hub),
   );
-  app.all(publishPath, methodNotAllowed('POST, OPTIONS'));
+  app.all(
+    publishPath,
+    (req, res, next) => {
+      res.set(cors.responseHeaders(req.headers));
+      next();
+    },
+    methodNotAllowed('POST, OPTIONS'),
+  );
 
   app.use((req: Request, res: Response) => {
     res.status(404).json({ error: 'not_found', message: `no route for ${req.method} ${req.path}` });
@@ -181,7 +188,7 @@ export function createSseServer(config: ServerConfig, deps: ServerDeps): SseServ
     },
     metrics,
   );
-  const cors = new Cors(config.cors.allowedOrigins);
+  const cors = new Cors(config.cors.allowedOrigins, config.cors.allowCredentials);
   const streams = new StreamRouter({ config, registry, hub, metrics, cors });
   const app = buildExpress(config, { hub, broker, registry, metrics, cors, logger });
 

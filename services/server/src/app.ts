@@ -12,6 +12,7 @@ import type { Logger } from './logger.ts';
 import { createServerMetrics, type ServerMetrics } from './metrics.ts';
 import { publishHandler } from './routes/publish.ts';
 import { StreamRouter } from './routes/stream-router.ts';
+import { viewerRouter } from './routes/viewer.ts';
 import { Hub } from './sse/hub.ts';
 import { ConnectionRegistry } from './sse/registry.ts';
 
@@ -124,6 +125,8 @@ function buildExpress(
     },
     methodNotAllowed('POST, OPTIONS'),
   );
+
+  app.use(viewerRouter());
 
   app.use((req: Request, res: Response) => {
     res.status(404).json({ error: 'not_found', message: `no route for ${req.method} ${req.path}` });

@@ -31,7 +31,7 @@ const MESSAGES: Record<RefusalReason, string> = {
 /** True when the request's Accept header names text/event-stream (what EventSource sends). */
 export function acceptsEventStream(req: IncomingMessage): boolean {
   const accept = req.headers.accept;
-  return accept !== undefined && accept.toLowerCase().includes('text/event-stream');
+  return accept?.toLowerCase().includes('text/event-stream') === true;
 }
 
 /**

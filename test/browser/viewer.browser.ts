@@ -83,6 +83,36 @@ describe('the viewer on /sse/test', () => {
   });
 });
 
+describe('the viewer on a phone-sized screen', () => {
+  let t: TestServer;
+  before(async () => {
+    t = await startServer();
+  });
+  after(() => t.close());
+
+  test('fits 360 px without sideways scrolling; every control has a label', {
+    timeout: 60_000,
+  }, async () => {
+    const { page } = await openViewer(t.base);
+    try {
+      await page.setViewportSize({ width: 360, height: 740 });
+      await page.getByLabel('Interval (ms)').fill('0');
+      await page.getByRole('button', { name: 'Connect', exact: true }).click();
+      await waitForEvents(page, 10);
+      const width = await page.evaluate(() => document.documentElement.scrollWidth);
+      assert.ok(width <= 360, `page is ${width} px wide`);
+      const unlabeled = await page.$$eval('input, textarea', (els) =>
+        els
+          .filter((el) => (el as HTMLInputElement).labels?.length === 0)
+          .map((el) => el.id || el.outerHTML),
+      );
+      assert.deepEqual(unlabeled, []);
+    } finally {
+      await page.close();
+    }
+  });
+});
+
 describe('the viewer on a channel', () => {
   let t: TestServer;
   before(async () => {

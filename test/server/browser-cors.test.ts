@@ -3,8 +3,12 @@
 import assert from 'node:assert/strict';
 import http from 'node:http';
 import { after, before, describe, test } from 'node:test';
+import { BrokerUnavailableError } from '../../services/server/src/broker/broker.ts';
 import { buildServerConfig, loadServerConfig } from '../../services/server/src/config.ts';
-import { refusalNotice } from '../../services/server/src/routes/stream-refusal.ts';
+import { HttpError } from '../../services/server/src/http/errors.ts';
+import { noticeFromError, refusalNotice } from '../../services/server/src/routes/stream-refusal.ts';
+import { unavailable } from '../../services/server/src/routes/unavailable.ts';
+import { DrainingError } from '../../services/server/src/sse/hub.ts';
 import { ConfigError } from '../../services/shared/config-file.ts';
 import { Subscriber, startServer, type TestServer } from '../helpers/server.ts';
 
@@ -214,6 +218,29 @@ describe('refusals an EventSource survives', () => {
     }
   });
 
+  test('at limits.maxChannels: an event-stream request gets overloaded/channel_limit, others 503', async () => {
+    const t = await startServer({
+      cors: { allowedOrigins: [ALLOWED] },
+      limits: { maxChannels: 1 },
+    });
+    const held = new Subscriber(`${t.base}/sse/channels/first`);
+    try {
+      await held.opened;
+      const n = parseNotice(await request(t.base, '/sse/channels/second', { headers: SSE_ACCEPT }));
+      assert.equal(n.event, 'overloaded');
+      assert.equal(n.data.error, 'channel_limit');
+      assert.ok(n.retry >= 15_000 && n.retry <= 45_000, String(n.retry));
+      const plain = await request(t.base, '/sse/channels/second', { headers: { origin: ALLOWED } });
+      assert.equal(plain.status, 503);
+      assert.equal(plain.headers['retry-after'], '30');
+      assert.equal(plain.headers['access-control-allow-origin'], ALLOWED);
+      assert.equal((JSON.parse(plain.body) as { error: string }).error, 'channel_limit');
+    } finally {
+      held.close();
+      await t.close();
+    }
+  });
+
   test('while shutting down: an event-stream request gets a shutdown notice, others 503', async () => {
     const t = await startServer({ cors: { allowedOrigins: [ALLOWED] } });
     try {
@@ -230,4 +257,19 @@ describe('refusals an EventSource survives', () => {
       await t.close();
     }
   });
+});
+
+test('a stream 503 becomes a notice only for passing reasons', () => {
+  const draining = noticeFromError(unavailable(new DrainingError())!, () => 0);
+  assert.deepEqual(
+    [draining?.event, draining?.reason, draining?.retryMs],
+    ['shutdown', 'shutting_down', 500],
+  );
+  const broker = noticeFromError(unavailable(new BrokerUnavailableError('down'))!, () => 0.5);
+  assert.deepEqual(
+    [broker?.event, broker?.reason, broker?.retryMs],
+    ['unavailable', 'broker_unavailable', 2000],
+  );
+  const internal = new HttpError(500, { error: 'internal', message: 'internal server error' });
+  assert.equal(noticeFromError(internal), null);
 });

@@ -1,7 +1,7 @@
 // The viewer: one EventSource on this service's /sse/test or a channel, its state, its events and
 // a publish form. Plain DOM, no framework; served with a CSP that allows only same-origin scripts.
 const MAX_SHOWN = 500;
-const ALWAYS_NAMES = ['reset', 'overloaded', 'shutdown'];
+const ALWAYS_NAMES = ['reset', 'overloaded', 'unavailable', 'shutdown'];
 
 const $ = (id) => document.getElementById(id);
 const ui = {
@@ -89,7 +89,7 @@ function showEvent(e) {
   if (e.type === 'reset') stats.resets++;
   if (e.lastEventId) ui.lastId.textContent = e.lastEventId;
   showStats();
-  const notice = e.type === 'overloaded' || e.type === 'shutdown';
+  const notice = e.type === 'overloaded' || e.type === 'unavailable' || e.type === 'shutdown';
   const kind = e.type === 'reset' ? 'event reset' : notice ? 'event notice' : 'event';
   appendEntry(kind, (li) => {
     li.dataset.id = e.lastEventId;

@@ -11,10 +11,13 @@ import type { RejectReason } from '../metrics.ts';
 /** What ConnectionRegistry.admit() refuses for: capacity (max, per address) or shutdown. */
 export type RefusalReason = RejectReason | 'shutting_down';
 
+export type NoticeEvent = 'overloaded' | 'shutdown' | 'unavailable';
+
 export interface RefusalNotice {
   /** The SSE event name: never `error`, which would collide with EventSource's own error event. */
-  event: 'overloaded' | 'shutdown';
-  reason: RefusalReason;
+  event: NoticeEvent;
+  /** The `error` code of the JSON refusal other clients get. */
+  reason: string;
   message: string;
   /** The reconnection delay sent as `retry:`, in milliseconds. */
   retryMs: number;
@@ -48,6 +51,28 @@ export function refusalNotice(
     reason,
     message: MESSAGES[reason],
     retryMs: Math.round(retryAfterSeconds * 1000 * (0.5 + random())),
+  };
+}
+
+/** A stream's 503 (the broker unreachable, limits.maxChannels, shutdown) as a notice. */
+const NOTICE_OF_ERROR: Record<string, [NoticeEvent, string]> = {
+  unavailable: ['shutdown', 'shutting_down'],
+  broker_unavailable: ['unavailable', 'broker_unavailable'],
+  channel_limit: ['overloaded', 'channel_limit'],
+};
+
+export function noticeFromError(
+  err: HttpError,
+  random: () => number = Math.random,
+): RefusalNotice | null {
+  const known = NOTICE_OF_ERROR[err.body.error];
+  const retryAfter = Number(err.headers['Retry-After']);
+  if (err.status !== 503 || known === undefined || !(retryAfter > 0)) return null;
+  return {
+    event: known[0],
+    reason: known[1],
+    message: err.body.message,
+    retryMs: Math.round(retryAfter * 1000 * (0.5 + random())),
   };
 }
 

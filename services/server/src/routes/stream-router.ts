@@ -25,6 +25,7 @@ import {
 } from './demo-stream.ts';
 import {
   acceptsEventStream,
+  noticeFromError,
   refusalNotice,
   sendRefusalEvent,
   withHeaders,
@@ -170,13 +171,22 @@ export class StreamRouter {
     opening?.catch((err: unknown) => this.refuseOpened(req, res, err));
   }
 
-  /** A stream that could not start (broker down, channel limit, shutdown): 503 JSON, or a cut. */
+  /**
+   * A stream that could not start (broker down, channel limit, shutdown): 503 JSON (an EventSource
+   * gets the 200 notice with a retry instead), or a cut when the stream had begun.
+   */
   private refuseOpened(req: IncomingMessage, res: ServerResponse, err: unknown): void {
     const answer =
       unavailable(err) ??
       new HttpError(500, { error: 'internal', message: 'internal server error' });
-    if (res.headersSent || res.destroyed) res.destroy();
-    else sendError(res, withHeaders(answer, this.deps.cors.responseHeaders(req.headers)));
+    if (res.headersSent || res.destroyed) {
+      res.destroy();
+      return;
+    }
+    const cors = this.deps.cors.responseHeaders(req.headers);
+    const notice = acceptsEventStream(req) ? noticeFromError(answer) : null;
+    if (notice !== null) sendRefusalEvent(res, notice, cors);
+    else sendError(res, withHeaders(answer, cors));
   }
 
   private headers(req: IncomingMessage): OutgoingHttpHeaders {

@@ -25,6 +25,7 @@ import type { Logger } from './logger.ts';
 import { createServerMetrics, type ServerMetrics } from './metrics.ts';
 import { publishGuard, publishHandler } from './routes/publish.ts';
 import { StreamRouter } from './routes/stream-router.ts';
+import { viewerRouter } from './routes/viewer.ts';
 import { Hub } from './sse/hub.ts';
 import { ConnectionRegistry } from './sse/registry.ts';
 
@@ -136,7 +137,16 @@ function buildExpress(
     }),
     publishHandler(config, hub),
   );
-  app.all(publishPath, methodNotAllowed('POST, OPTIONS'));
+  app.all(
+    publishPath,
+    (req, res, next) => {
+      res.set(cors.responseHeaders(req.headers));
+      next();
+    },
+    methodNotAllowed('POST, OPTIONS'),
+  );
+
+  app.use(viewerRouter());
 
   app.use((req: Request, res: Response) => {
     res.status(404).json({ error: 'not_found', message: `no route for ${req.method} ${req.path}` });
@@ -219,7 +229,7 @@ export function createSseServer(config: ServerConfig, deps: ServerDeps): SseServ
     },
     metrics,
   );
-  const cors = new Cors(config.cors.allowedOrigins);
+  const cors = new Cors(config.cors.allowedOrigins, config.cors.allowCredentials);
   const streams = new StreamRouter({ config, registry, hub, metrics, cors, logger });
   const app = buildExpress(config, { hub, broker, registry, metrics, cors, logger });
 

@@ -18,6 +18,12 @@ export const serverConfigSchema = z.strictObject({
   cors: z
     .strictObject({
       allowedOrigins: z.array(z.string().min(1)).min(1).default(['*']),
+      allowCredentials: z.boolean().default(false),
+    })
+    .refine((c) => !(c.allowCredentials && c.allowedOrigins.includes('*')), {
+      message:
+        'allowCredentials needs a list of exact origins: browsers refuse credentials with "*"',
+      path: ['allowCredentials'],
     })
     .prefault({}),
   channels: z
@@ -67,6 +73,7 @@ export const serverEnv: Record<string, EnvBinding> = {
   SSE_SHUTDOWN_TIMEOUT_MS: { key: 'shutdownTimeoutMs', kind: 'int' },
   SSE_SHUTDOWN_RETRY_JITTER_MS: { key: 'shutdownRetryJitterMs', kind: 'int' },
   SSE_CORS_ORIGINS: { key: 'cors.allowedOrigins', kind: 'list' },
+  SSE_CORS_CREDENTIALS: { key: 'cors.allowCredentials', kind: 'bool' },
   SSE_HISTORY_SIZE: { key: 'channels.historySize', kind: 'int' },
   SSE_HISTORY_TTL_MS: { key: 'channels.historyTtlMs', kind: 'int' },
   SSE_MAX_EVENT_BYTES: { key: 'channels.maxEventBytes', kind: 'int' },

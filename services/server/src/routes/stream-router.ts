@@ -26,6 +26,13 @@ import {
   startDemoPump,
   startDemoStream,
 } from './demo-stream.ts';
+import {
+  acceptsEventStream,
+  noticeFromError,
+  refusalNotice,
+  sendRefusalEvent,
+  withHeaders,
+} from './stream-refusal.ts';
 import { unavailable } from './unavailable.ts';
 
 const CHANNEL_PREFIX = '/sse/channels/';
@@ -74,7 +81,12 @@ export class StreamRouter {
       route = '/sse/channels/:channel';
       channel = path.slice(CHANNEL_PREFIX.length);
     } else {
-      sendJson(res, 404, { error: 'not_found', message: `no route for ${req.method} ${path}` });
+      sendJson(
+        res,
+        404,
+        { error: 'not_found', message: `no route for ${req.method} ${path}` },
+        this.deps.cors.responseHeaders(req.headers),
+      );
       return true;
     }
     const method = req.method;
@@ -88,7 +100,7 @@ export class StreamRouter {
         res,
         405,
         { error: 'method_not_allowed', message: `${method} is not allowed on ${route}` },
-        { Allow: STREAM_METHODS },
+        { ...this.deps.cors.responseHeaders(req.headers), Allow: STREAM_METHODS },
       );
       return true;
     }
@@ -99,7 +111,7 @@ export class StreamRouter {
     } catch (err) {
       if (!(err instanceof HttpError)) throw err;
       if (err.status === 400) this.deps.metrics.connectionsRejected.labels('bad_request').inc();
-      sendError(res, err);
+      sendError(res, withHeaders(err, this.deps.cors.responseHeaders(req.headers)));
     }
     return true;
   }
@@ -157,22 +169,31 @@ export class StreamRouter {
     try {
       opening = this.deps.hub.subscribe(conn, name, last, this.headers(req));
     } catch (err) {
-      this.refuseOpened(res, err);
+      this.refuseOpened(req, res, err);
       return;
     }
-    opening?.catch((err: unknown) => this.refuseOpened(res, err));
+    opening?.catch((err: unknown) => this.refuseOpened(req, res, err));
   }
 
-  /** A stream that could not start (broker down, channel limit, shutdown): 503 JSON, or a cut. */
-  private refuseOpened(res: ServerResponse, err: unknown): void {
+  /**
+   * A stream that could not start (broker down, channel limit, shutdown): 503 JSON (an EventSource
+   * gets the 200 notice with a retry instead), or a cut when the stream had begun.
+   */
+  private refuseOpened(req: IncomingMessage, res: ServerResponse, err: unknown): void {
     let answer = unavailable(err);
     if (answer === null) {
       // Unexpected: logged once here, a 500 (or a cut) for this stream alone.
       this.deps.logger?.error({ err, route: '/sse/channels/:channel' }, 'stream failed to open');
       answer = new HttpError(500, { error: 'internal', message: 'internal server error' });
     }
-    if (res.headersSent || res.destroyed) res.destroy();
-    else sendError(res, answer);
+    if (res.headersSent || res.destroyed) {
+      res.destroy();
+      return;
+    }
+    const cors = this.deps.cors.responseHeaders(req.headers);
+    const notice = acceptsEventStream(req) ? noticeFromError(answer) : null;
+    if (notice !== null) sendRefusalEvent(res, notice, cors);
+    else sendError(res, withHeaders(answer, cors));
   }
 
   private headers(req: IncomingMessage): OutgoingHttpHeaders {
@@ -198,17 +219,23 @@ export class StreamRouter {
     const refusal = registry.admit(req.socket.remoteAddress ?? 'unknown');
     if (refusal === null) return true;
     const corsHeaders = cors.responseHeaders(req.headers);
+    if (refusal !== 'shutting_down') metrics.connectionsRejected.labels(refusal).inc();
+    const retryAfter = refusal === 'shutting_down' ? 1 : 5;
+    if (req.method === 'GET' && acceptsEventStream(req)) {
+      // An EventSource treats any non-200 as fatal and ignores Retry-After: a 200 that says
+      // "come back in a while" and ends keeps it reconnecting on its own (docs/BROWSERS.md).
+      sendRefusalEvent(res, refusalNotice(refusal, retryAfter), corsHeaders);
+      return false;
+    }
     if (refusal === 'per_ip_limit') {
-      metrics.connectionsRejected.labels('per_ip_limit').inc();
       sendJson(
         res,
         429,
         { error: 'too_many_connections', message: 'too many open streams from this address' },
-        { ...corsHeaders, 'Retry-After': '5' },
+        { ...corsHeaders, 'Retry-After': String(retryAfter) },
       );
       return false;
     }
-    if (refusal === 'max_connections') metrics.connectionsRejected.labels('max_connections').inc();
     const message =
       refusal === 'shutting_down'
         ? 'the server is shutting down'
@@ -217,7 +244,7 @@ export class StreamRouter {
       res,
       503,
       { error: 'unavailable', message },
-      { ...corsHeaders, 'Retry-After': refusal === 'shutting_down' ? '1' : '5' },
+      { ...corsHeaders, 'Retry-After': String(retryAfter) },
     );
     return false;
   }

@@ -3,9 +3,9 @@
 import type { NextFunction, Request, Response } from 'express';
 import type { EventInput } from '../broker/broker.ts';
 import type { ServerConfig } from '../config.ts';
-import { bearerToken, isLoopback, TokenCheck, UNAUTHORIZED_HEADERS } from '../http/auth.ts';
 import { clientAddressOf } from '../http/client-address.ts';
-import { badRequest, HttpError } from '../http/errors.ts';
+import { badRequest } from '../http/errors.ts';
+import { PublishGuard } from '../http/publish-guard.ts';
 import { channelName } from '../sse/channel-name.ts';
 import { validEventName } from '../sse/encode.ts';
 import type { Hub } from '../sse/hub.ts';
@@ -53,26 +53,19 @@ export function parsePublishBody(body: unknown, maxBatch: number): EventInput[] 
   return body.map((item, i) => toInput(item, `body[${i}]`));
 }
 
-export function publishHandler(config: ServerConfig, hub: Hub) {
-  const token = config.publish.token ? new TokenCheck(config.publish.token) : null;
+/** Refuses (401/403/415) a publish request before its body is read (see http/publish-guard.ts). */
+export function publishGuard(config: ServerConfig) {
+  const guard = new PublishGuard(config.publish.token, config.cors.allowedOrigins);
   // Behind a trusted proxy on this host the socket is loopback for every client: ask who is behind.
   const addressOf = clientAddressOf(config.trustProxy);
+  return (req: Request, _res: Response, next: NextFunction): void => {
+    next(guard.check(req.headers, addressOf(req)) ?? undefined);
+  };
+}
+
+export function publishHandler(config: ServerConfig, hub: Hub) {
   return async (req: Request, res: Response, next: NextFunction): Promise<void> => {
     try {
-      if (token !== null) {
-        if (!token.matches(bearerToken(req.headers))) {
-          throw new HttpError(
-            401,
-            { error: 'unauthorized', message: 'a valid publish token is required' },
-            UNAUTHORIZED_HEADERS,
-          );
-        }
-      } else if (!isLoopback(addressOf(req))) {
-        throw new HttpError(403, {
-          error: 'forbidden',
-          message: 'publishing without publish.token is accepted only from loopback addresses',
-        });
-      }
       const name = channelName(String(req.params.channel));
       const empty =
         req.headers['transfer-encoding'] === undefined &&

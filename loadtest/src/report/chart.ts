@@ -10,7 +10,8 @@ export const nines = (percentile: number): number => 0 - Math.log10(1 - percenti
 
 const NINES_AXIS = {
   title: 'percentile',
-  values: [0, 0.30103, 1, 2, 3, 4],
+  values: [0.30103, 1, 2, 3, 4],
+  labelOverlap: false,
   labelExpr:
     "datum.value < 0.1 ? '0%' : datum.value < 0.5 ? '50%' : datum.value < 1.5 ? '90%' : datum.value < 2.5 ? '99%' : datum.value < 3.5 ? '99.9%' : '99.99%'",
 };
@@ -60,7 +61,12 @@ export function renderCharts(report: Report): Promise<string> {
       data: { values: report.series.throughput },
       mark: { type: 'area', line: true, opacity: 0.4 },
       encoding: {
-        x: { field: 'second', type: 'quantitative', title: 'second of the measured window' },
+        x: {
+          field: 'second',
+          type: 'quantitative',
+          title: 'second of the measured window',
+          axis: { format: 'd', tickMinStep: 1 },
+        },
         y: { field: 'value', type: 'quantitative', title: 'per second' },
       },
     } as vl.TopLevelSpec);

@@ -1,26 +1,26 @@
 // The CLI as a real process: output formats, streaming, exit codes, options and signals.
 import assert from 'node:assert/strict';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, test } from 'node:test';
+import { runClient, spawnClient } from '../helpers/client-process.ts';
+import { ROOT } from '../helpers/process.ts';
+import { freePort } from '../helpers/prometheus.ts';
 import {
   exampleEvent,
   exampleLine,
-  freePort,
   type Handler,
-  runClient,
   SSE_HEADERS,
-  spawnClient,
-  startServer,
-  type TestServer,
-} from './helpers.ts';
+  type StubServer,
+  startStub,
+} from '../helpers/stub-server.ts';
 
 const dir = mkdtempSync(join(tmpdir(), 'sse-client-test-'));
 after(() => rmSync(dir, { recursive: true, force: true }));
 
-async function withServer<T>(handler: Handler, fn: (server: TestServer) => Promise<T>): Promise<T> {
-  const server = await startServer(handler);
+async function withServer<T>(handler: Handler, fn: (server: StubServer) => Promise<T>): Promise<T> {
+  const server = await startStub(handler);
   try {
     return await fn(server);
   } finally {
@@ -67,6 +67,26 @@ describe('CLI output', () => {
         ['/from-env', '/from-flag'],
       );
     });
+  });
+
+  test('the URL as a positional argument; the same URL in both forms is accepted', async () => {
+    await withServer(example, async (server) => {
+      const r = await runClient([server.url('/positional')]);
+      assert.equal(r.code, 0, r.stderr);
+      assert.equal(r.stdout, EXPECTED_TEXT);
+      const both = await runClient(['--url', server.url('/both'), server.url('/both')]);
+      assert.equal(both.code, 0, both.stderr);
+      assert.deepEqual(
+        server.requests.map((q) => q.url),
+        ['/positional', '/both'],
+      );
+    });
+  });
+
+  test('a positional URL and a different --url: usage error naming both, exit 2', async () => {
+    const r = await runClient(['--url', 'http://127.0.0.1:1/a', 'http://127.0.0.1:1/b']);
+    assert.equal(r.code, 2);
+    assert.match(r.stderr, /^sse-client: the URL argument "http:\/\/127.0.0.1:1\/b" and --url/);
   });
 
   test('--json: stdout carries only JSON objects, the rest goes to stderr', async () => {
@@ -183,6 +203,26 @@ describe('CLI errors and exit codes', () => {
     ['HTTP 500', ((_q, s) => s.writeHead(500).end('oops')) as Handler, /500/],
     ['HTTP 404', ((_q, s) => s.writeHead(404).end()) as Handler, /404/],
     [
+      'HTTP 503 with a JSON message',
+      ((_q, s) =>
+        s
+          .writeHead(503, { 'content-type': 'application/json' })
+          .end(
+            JSON.stringify({ error: 'shutting_down', message: 'server is\nshutting down' }),
+          )) as Handler,
+      /HTTP status 503 Service Unavailable, expected 200: server is shutting down$/,
+    ],
+    [
+      'HTTP 500 with a long multi-line text body',
+      ((_q, s) => s.writeHead(500).end(`line one\r\nline two\n${'x'.repeat(500)}`)) as Handler,
+      /HTTP status 500 Internal Server Error, expected 200: line one line two x{181}$/,
+    ],
+    [
+      'HTTP 500 whose body never ends',
+      ((_q, s) => s.writeHead(500).write('partial explanation')) as Handler,
+      /HTTP status 500 Internal Server Error, expected 200: partial explanation$/,
+    ],
+    [
       'Content-Type text/html',
       ((_q, s) => s.writeHead(200, { 'content-type': 'text/html' }).end('<p>')) as Handler,
       /text\/html/,
@@ -213,6 +253,9 @@ describe('CLI errors and exit codes', () => {
     ['--header', 'no colon'],
     ['--last-event-id', 'a\nb'],
     ['positional'],
+    ['http://127.0.0.1:1/a', 'http://127.0.0.1:1/b'],
+    ['--url', 'http://127.0.0.1:1/a', 'http://127.0.0.1:1/b'],
+    ['ftp://example.com/'],
   ]) {
     test(`bad arguments ${JSON.stringify(args)}: usage on stderr, exit 2`, async () => {
       const r = await runClient(args);
@@ -221,6 +264,14 @@ describe('CLI errors and exit codes', () => {
       assert.match(r.stderr, /Usage: /);
     });
   }
+
+  test('--version prints "http-sse client <package.json version>", exit 0', async () => {
+    const { version } = JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8'));
+    const r = await runClient(['--version']);
+    assert.equal(r.code, 0, r.stderr);
+    assert.equal(r.stdout, `http-sse client ${version}\n`);
+    assert.equal(r.stderr, '');
+  });
 
   test('--help prints usage on stdout, exit 0', async () => {
     const r = await runClient(['--help']);

@@ -9,15 +9,16 @@ import {
   SseClientError,
   type SseEvent,
 } from '../../services/client/src/index.ts';
-import { exampleEvent, freePort, SSE_HEADERS, startServer, type TestServer } from './helpers.ts';
+import { freePort } from '../helpers/prometheus.ts';
+import { exampleEvent, SSE_HEADERS, type StubServer, startStub } from '../helpers/stub-server.ts';
 
 after(() => closeDefaultDispatchers());
 
 async function withServer<T>(
-  handler: Parameters<typeof startServer>[0],
-  fn: (server: TestServer) => Promise<T>,
+  handler: Parameters<typeof startStub>[0],
+  fn: (server: StubServer) => Promise<T>,
 ): Promise<T> {
-  const server = await startServer(handler);
+  const server = await startStub(handler);
   try {
     return await fn(server);
   } finally {

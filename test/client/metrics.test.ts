@@ -8,7 +8,9 @@ import {
   publishTimestamp,
   startMetricsServer,
 } from '../../services/client/src/metrics.ts';
-import { exampleEvent, freePort, SSE_HEADERS, spawnClient, startServer } from './helpers.ts';
+import { spawnClient } from '../helpers/client-process.ts';
+import { freePort } from '../helpers/prometheus.ts';
+import { exampleEvent, SSE_HEADERS, startStub } from '../helpers/stub-server.ts';
 
 after(() => closeDefaultDispatchers());
 
@@ -37,7 +39,7 @@ describe('client metrics', () => {
   test('the endpoint exposes the documented metrics with the values of a real stream', async () => {
     const metrics = createClientMetrics();
     const http = await startMetricsServer(metrics.registry, '127.0.0.1', 0);
-    const sse = await startServer((_req, res, n) => {
+    const sse = await startStub((_req, res, n) => {
       if (n === 1) {
         res.writeHead(200, SSE_HEADERS);
         const now = performance.timeOrigin + performance.now();
@@ -90,7 +92,7 @@ describe('client metrics', () => {
   });
 
   test('the CLI serves /metrics with sse_client_connected 1 while a stream is open; promtool accepts it', async (t) => {
-    const sse = await startServer((_req, res) => {
+    const sse = await startStub((_req, res) => {
       res.writeHead(200, SSE_HEADERS);
       res.write(exampleEvent(1));
     });
@@ -118,7 +120,7 @@ describe('client metrics', () => {
   });
 
   test('a busy metrics port: one line, exit 1', async () => {
-    const sse = await startServer((_req, res) => res.writeHead(204).end());
+    const sse = await startStub((_req, res) => res.writeHead(204).end());
     const metrics = createClientMetrics();
     const taken = await startMetricsServer(metrics.registry, '127.0.0.1', 0);
     try {

@@ -162,6 +162,69 @@ describe('parser: maximum event size', () => {
   });
 });
 
+describe('parser: maximum event size counts UTF-8 bytes', () => {
+  // An unfinished line is buffered with its "data: " prefix (6 bytes); finished data lines are
+  // buffered as their values joined with LF. é is 2 bytes, € 3, 😀 4 (and 2 UTF-16 units).
+  test('an unfinished line of exactly the limit is fine, one byte more trips it', () => {
+    const at = parse([enc.encode(`data: ${'é'.repeat(29)}`), enc.encode('\n\n')], {
+      maxEventBytes: 64,
+    });
+    assert.deepEqual(at.tooLarge, []);
+    assert.deepEqual(at.events, [ev('é'.repeat(29))]);
+    // 36 characters, 65 bytes.
+    const over = parse([enc.encode(`data: ${'é'.repeat(29)}a`), enc.encode('\n\n')], {
+      maxEventBytes: 64,
+    });
+    assert.deepEqual(over.tooLarge, [64]);
+    assert.deepEqual(over.events, []);
+  });
+
+  test('the byte that crosses the limit may sit inside a character split across chunks', () => {
+    const bytes = enc.encode(`data: ${'€'.repeat(19)}é\n\n`); // 63 bytes, then é = 2 more
+    const parser = { tooLarge: [] as number[], events: [] as SseEvent[] };
+    const p = createEventParser({
+      maxEventBytes: 64,
+      onEvent: (e) => parser.events.push({ ...e }),
+      onTooLarge: (limit) => parser.tooLarge.push(limit),
+    });
+    p.feed(bytes.subarray(0, 64)); // up to and including the first byte of é
+    assert.deepEqual(parser.tooLarge, []);
+    p.feed(bytes.subarray(64, 65)); // its second byte: 65 bytes buffered
+    assert.deepEqual(parser.tooLarge, [64]);
+    p.feed(bytes.subarray(65));
+    assert.deepEqual(parser.events, []);
+  });
+
+  test('data lines of an event add up in bytes, with the LF between them', () => {
+    const fits = `data: ${'€'.repeat(10)}\ndata: ${'€'.repeat(11)}\n`; // 30 + 1 + 33 = 64
+    const ok = parse([enc.encode(fits), enc.encode('\n')], { maxEventBytes: 64 });
+    assert.deepEqual(ok.tooLarge, []);
+    assert.deepEqual(ok.events, [ev(`${'€'.repeat(10)}\n${'€'.repeat(11)}`)]);
+    // 4-byte characters: 41 UTF-16 units, but 40 + 1 + 40 = 81 bytes.
+    const emoji = `data: ${'😀'.repeat(10)}\ndata: ${'😀'.repeat(10)}\n\n`;
+    assert.deepEqual(parseText(emoji, { maxEventBytes: 64 }).tooLarge, [64]);
+  });
+
+  test('property: an unfinished line trips the bound exactly when its UTF-8 bytes exceed it', () => {
+    const text = fc
+      .string({ unit: 'grapheme', maxLength: 60 })
+      .map((s) => s.replace(/[\r\n]/g, ''));
+    fc.assert(
+      fc.property(text, fc.integer({ min: 16, max: 200 }), (value, limit) => {
+        const line = `data: ${value}`;
+        const r = parse([enc.encode(line)], { maxEventBytes: limit });
+        assert.deepEqual(r.tooLarge, Buffer.byteLength(line) > limit ? [limit] : []);
+      }),
+    );
+  });
+
+  test('multi-byte ids and event types come through decoded', () => {
+    const r = parseText('id: ü-1\nevent: größe\ndata: ok\n\n');
+    assert.deepEqual(r.events, [ev('ok', 'ü-1', 'größe')]);
+    assert.equal(r.lastEventId, 'ü-1');
+  });
+});
+
 // A stream with every tricky shape: BOM, CR/LF/CRLF, multi-byte UTF-8 (2, 3 and 4 bytes), comments,
 // retry, NULL id, empty id, multi-line data, unknown fields and a partial event at the end.
 const TRICKY =

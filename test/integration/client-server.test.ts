@@ -81,6 +81,24 @@ describe('client CLI against the server', () => {
     assert.ok(lines[0]!.includes(url), lines[0]);
     assert.match(lines[0]!, /400/);
   });
+  test("a refusal's JSON message is in the error line (URL given as the positional argument)", async () => {
+    const url = `${t.base}/sse/test?count=0`;
+    const answer = await fetch(url);
+    const { message } = (await answer.json()) as { message: string };
+    assert.equal(answer.status, 400);
+    const r = await runNode(['services/client/src/main.ts', url]);
+    assert.equal(r.code, 1);
+    assert.equal(
+      r.stderr,
+      `sse-client: ${url}: HTTP status 400 Bad Request, expected 200: ${message}\n`,
+    );
+  });
+
+  test('--version names the client and the package version', async () => {
+    const r = await runNode(['services/client/src/main.ts', '--version']);
+    assert.equal(r.code, 0, r.stderr);
+    assert.match(r.stdout, /^http-sse client \d+\.\d+\.\d+\S*\n$/);
+  });
 });
 
 describe('client library against a channel', () => {
@@ -136,6 +154,24 @@ describe('client library against a channel', () => {
       seen,
       Array.from({ length: 30 }, (_, i) => String(i)),
     );
+  });
+
+  test('maxEventBytes counts UTF-8 bytes: 901 bytes pass a 1024-byte bound, 1201 bytes (401 characters) do not', async () => {
+    const fits = `${'€'.repeat(150)}\n${'€'.repeat(150)}`;
+    const over = `${'€'.repeat(200)}\n${'€'.repeat(200)}`;
+    const seen: string[] = [];
+    const handle = connectEventStream(`${t.base}/sse/channels/bytes`, {
+      maxEventBytes: 1024,
+      onEvent: (ev) => seen.push(ev.data),
+    });
+    while (t.server.hub.subscriberCount('bytes') === 0) await new Promise((r) => setTimeout(r, 5));
+    const r = await publish(t.base, 'bytes', [{ data: fits }, { data: over }]);
+    assert.equal(r.status, 202);
+    const result = await handle.done;
+    assert.deepEqual(seen, [fits]);
+    assert.equal(result.reason, 'error');
+    assert.equal(result.error?.reason, 'too_large');
+    assert.match(result.error!.message, /maxEventBytes limit of 1024 bytes/);
   });
 });
 

@@ -2,24 +2,15 @@
 // environment variables, then by command-line flags; validated by zod.
 import { fileURLToPath } from 'node:url';
 import { z } from 'zod';
+import { HEADER_NAME, HEADER_VALUE, isHttpUrl } from '../../shared/cli.ts';
 import { type EnvBinding, loadConfig } from '../../shared/config-file.ts';
 
 const int = (min: number, max: number) => z.number().int().min(min).max(max);
 
 /** An absolute http: or https: URL. */
-export const httpUrl = z.string().refine(
-  (s) => {
-    if (!URL.canParse(s)) return false;
-    const { protocol } = new URL(s);
-    return protocol === 'http:' || protocol === 'https:';
-  },
-  { message: 'must be an absolute http:// or https:// URL' },
-);
-
-/** An HTTP header name (RFC 9110 token). */
-export const headerName = /^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/;
-/** A header value: no control characters except tab. */
-export const headerValue = /^[\t\x20-\x7e\x80-\xff]*$/;
+const httpUrl = z
+  .string()
+  .refine(isHttpUrl, { message: 'must be an absolute http:// or https:// URL' });
 
 export const clientConfigSchema = z.strictObject({
   url: httpUrl.default('http://127.0.0.1:24856/sse/test'),
@@ -31,8 +22,8 @@ export const clientConfigSchema = z.strictObject({
   maxEventBytes: int(16, 1024 * 1024 * 1024).default(1024 * 1024),
   headers: z
     .record(
-      z.string().regex(headerName, { message: 'header names must be HTTP tokens' }),
-      z.string().regex(headerValue, { message: 'header values must not hold control characters' }),
+      z.string().regex(HEADER_NAME, { message: 'header names must be HTTP tokens' }),
+      z.string().regex(HEADER_VALUE, { message: 'header values must not hold control characters' }),
     )
     .default({}),
   metrics: z

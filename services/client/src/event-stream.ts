@@ -4,7 +4,7 @@
 // openEventStream wraps it as an async iterable with backpressure.
 import type { Dispatcher } from 'undici';
 import { fromTransportError, SseClientError } from './errors.ts';
-import { createEventParser, type SseEvent } from './parser.ts';
+import { createEventParser, type EventParser, type SseEvent } from './parser.ts';
 import { ReconnectPolicy } from './reconnect.ts';
 import { baseHeaders, discard, openStream } from './transport.ts';
 
@@ -40,7 +40,7 @@ export interface EventStreamOptions {
   timeoutMs?: number;
   /** Connect timeout in ms (default 10000) when no `dispatcher` is given. */
   connectTimeoutMs?: number;
-  /** Bound on one buffered line/event in characters (default 1 MiB); exceeding it is fatal. */
+  /** Bound on one buffered line/event in UTF-8 bytes (default 1 MiB); exceeding it is fatal. */
   maxEventBytes?: number;
   /** undici dispatcher to share across streams (e.g. one Agent for 5000 streams). */
   dispatcher?: Dispatcher;
@@ -98,190 +98,222 @@ export interface EventStreamHandle {
 
 type Body = NonNullable<Awaited<ReturnType<typeof openStream>>['body']>;
 
+/** What one connection attempt came to: a final result, or whether it opened and how it broke. */
+type Attempt = { result: CloseResult } | { opened: boolean; error: SseClientError | null };
+
 /** Opens an event stream and calls `onEvent` for each event. Never throws after the URL check. */
 export function connectEventStream(url: string | URL, options: ConnectOptions): EventStreamHandle {
   const target = new URL(url);
   if (target.protocol !== 'http:' && target.protocol !== 'https:') {
     throw new TypeError(`unsupported URL scheme ${target.protocol} (expected http: or https:)`);
   }
-  const href = target.href;
-  const reconnect = options.reconnect ?? false;
-  const headers = baseHeaders(options.headers);
-  const controller = new AbortController();
-  const userSignal = options.signal;
-  const policy = new ReconnectPolicy({
-    retryMs: options.retryMs,
-    maxBackoffMs: options.maxBackoffMs,
-    random: options.random,
-  });
+  return new EventStream(target, options);
+}
 
-  let closed = false;
-  let connected = false;
-  let paused = false;
-  let body: Body | null = null;
-  let timer: NodeJS.Timeout | null = null;
-  let wake: (() => void) | null = null;
-  let tooLarge: SseClientError | null = null;
-  let callbackError: unknown = null;
+/**
+ * One event source: the attempt loop (connect, read, decide, wait, reconnect), its parser and
+ * reconnection policy, and the handle's state. Methods the caller may pass around are bound.
+ */
+class EventStream implements EventStreamHandle {
+  readonly done: Promise<CloseResult>;
+  private readonly target: URL;
+  private readonly href: string;
+  private readonly options: ConnectOptions;
+  private readonly headers: Record<string, string>;
+  private readonly controller = new AbortController();
+  private readonly policy: ReconnectPolicy;
+  private readonly parser: EventParser;
+  private closed = false;
+  private isConnected = false;
+  private paused = false;
+  private body: Body | null = null;
+  private timer: NodeJS.Timeout | null = null;
+  private wake: (() => void) | null = null;
+  private tooLarge: SseClientError | null = null;
+  private callbackError: unknown = null;
 
-  const userOnEvent = options.onEvent;
-  const parser = createEventParser({
-    maxEventBytes: options.maxEventBytes,
-    lastEventId: options.lastEventId,
-    onEvent(event) {
-      // Events later in a chunk that was already being parsed when close() ran are dropped.
-      if (!closed) userOnEvent(event);
-    },
-    onRetry(ms) {
-      policy.setRetry(ms);
-      options.onRetry?.(ms);
-    },
-    onTooLarge(limit) {
-      tooLarge = new SseClientError(
-        'too_large',
-        `an event or line exceeded the maxEventBytes limit of ${limit}`,
-        { url: href, fatal: true },
-      );
-      body?.destroy(tooLarge);
-    },
-  });
+  constructor(target: URL, options: ConnectOptions) {
+    this.target = target;
+    this.href = target.href;
+    this.options = options;
+    this.headers = baseHeaders(options.headers);
+    this.policy = new ReconnectPolicy({
+      retryMs: options.retryMs,
+      maxBackoffMs: options.maxBackoffMs,
+      random: options.random,
+    });
+    this.parser = this.createParser();
+    const signal = options.signal;
+    if (signal?.aborted) this.close();
+    else signal?.addEventListener('abort', this.close, { once: true });
+    this.done = this.run().then(
+      (result) => {
+        this.closed = true;
+        signal?.removeEventListener('abort', this.close);
+        options.onClose?.(result);
+        return result;
+      },
+      (err: unknown) => {
+        this.closed = true;
+        this.controller.abort();
+        signal?.removeEventListener('abort', this.close);
+        throw err;
+      },
+    );
+  }
 
-  const onData = (chunk: Buffer): void => {
+  get lastEventId(): string {
+    return this.parser.lastEventId;
+  }
+
+  get connected(): boolean {
+    return this.isConnected;
+  }
+
+  readonly close = (): void => {
+    if (this.closed) return;
+    this.closed = true;
+    this.controller.abort();
+    if (this.timer) clearTimeout(this.timer);
+    this.wake?.();
+  };
+
+  readonly pause = (): void => {
+    this.paused = true;
+    this.body?.pause();
+  };
+
+  readonly resume = (): void => {
+    this.paused = false;
+    this.body?.resume();
+  };
+
+  private createParser(): EventParser {
+    const { onEvent, onRetry } = this.options;
+    return createEventParser({
+      maxEventBytes: this.options.maxEventBytes,
+      lastEventId: this.options.lastEventId,
+      onEvent: (event) => {
+        // Events later in a chunk that was already being parsed when close() ran are dropped.
+        if (!this.closed) onEvent(event);
+      },
+      onRetry: (ms) => {
+        this.policy.setRetry(ms);
+        onRetry?.(ms);
+      },
+      onTooLarge: (limit) => {
+        this.tooLarge = new SseClientError(
+          'too_large',
+          `an event or line exceeded the maxEventBytes limit of ${limit} bytes`,
+          { url: this.href, fatal: true },
+        );
+        this.body?.destroy(this.tooLarge);
+      },
+    });
+  }
+
+  private readonly onData = (chunk: Buffer): void => {
     try {
-      parser.feed(chunk);
+      this.parser.feed(chunk);
     } catch (err) {
-      callbackError = err;
-      body?.destroy(err as Error);
+      this.callbackError = err;
+      this.body?.destroy(err as Error);
     }
   };
 
-  function close(): void {
-    if (closed) return;
-    closed = true;
-    controller.abort();
-    if (timer) clearTimeout(timer);
-    wake?.();
+  private closedResult(): CloseResult {
+    return { reason: 'closed', lastEventId: this.parser.lastEventId };
   }
 
-  function pump(stream: Body): Promise<void> {
-    return new Promise((resolve, reject) => {
-      stream.on('data', onData);
-      stream.once('end', resolve);
-      stream.on('error', reject);
-      stream.once('close', resolve); // destroyed without an error: treat as the end
-      if (paused) stream.pause();
-    });
+  private async run(): Promise<CloseResult> {
+    for (let attempt = 1; ; attempt++) {
+      if (this.closed) return this.closedResult();
+      const outcome = await this.attempt(attempt);
+      if ('result' in outcome) return outcome.result;
+      const final = this.settle(outcome.error);
+      if (final !== null) return final;
+      await this.waitToReconnect(attempt + 1, !outcome.opened);
+    }
   }
 
-  function sleep(ms: number): Promise<void> {
-    return new Promise((resolve) => {
-      wake = resolve;
-      timer = setTimeout(resolve, ms);
-    });
-  }
-
-  function closedResult(): CloseResult {
-    return { reason: 'closed', lastEventId: parser.lastEventId };
-  }
-
-  async function run(): Promise<CloseResult> {
-    let attempt = 0;
-    for (;;) {
-      if (closed) return closedResult();
-      attempt++;
-      parser.reset();
-      tooLarge = null;
-      let opened = false;
-      let error: SseClientError | null = null;
-      const sentId = parser.lastEventId;
-      try {
-        const res = await openStream(target, headers, {
-          lastEventId: sentId,
-          signal: controller.signal,
-          timeoutMs: options.timeoutMs,
-          connectTimeoutMs: options.connectTimeoutMs,
-          dispatcher: options.dispatcher,
-        });
-        if (res.status === 204) return { reason: 'no_content', lastEventId: parser.lastEventId };
-        if (closed) {
-          discard(res.body);
-          return closedResult();
-        }
-        opened = true;
-        connected = true;
-        body = res.body;
-        policy.opened();
-        options.onOpen?.({ url: href, attempt, lastEventId: sentId });
-        try {
-          await pump(res.body);
-        } finally {
-          body = null;
-          connected = false;
-          discard(res.body);
-          options.onDisconnect?.();
-        }
-      } catch (err) {
-        if (callbackError !== null) throw callbackError;
-        if (closed) return closedResult();
-        error = tooLarge ?? fromTransportError(err, href);
-      }
-      if (callbackError !== null) throw callbackError;
-      if (closed) return closedResult();
-      if (error === null && !reconnect) return { reason: 'end', lastEventId: parser.lastEventId };
-      if (error !== null && (error.fatal || !reconnect)) {
-        options.onError?.(error, false);
-        return { reason: 'error', error, lastEventId: parser.lastEventId };
-      }
-      if (error !== null) options.onError?.(error, true);
-      const delayMs = policy.nextDelay(!opened);
-      options.onReconnect?.({
-        url: href,
-        attempt: attempt + 1,
-        delayMs,
-        lastEventId: parser.lastEventId,
+  /** One connection: open it, then read events until the body stops. */
+  private async attempt(attempt: number): Promise<Attempt> {
+    this.parser.reset();
+    this.tooLarge = null;
+    let opened = false;
+    const sentId = this.parser.lastEventId;
+    try {
+      const res = await openStream(this.target, this.headers, {
+        lastEventId: sentId,
+        signal: this.controller.signal,
+        timeoutMs: this.options.timeoutMs,
+        connectTimeoutMs: this.options.connectTimeoutMs,
+        dispatcher: this.options.dispatcher,
       });
-      await sleep(delayMs);
-      timer = null;
-      wake = null;
+      if (res.status === 204) {
+        return { result: { reason: 'no_content', lastEventId: this.parser.lastEventId } };
+      }
+      if (this.closed) {
+        discard(res.body);
+        return { result: this.closedResult() };
+      }
+      opened = true;
+      await this.read(res.body, { url: this.href, attempt, lastEventId: sentId });
+      return { opened, error: null };
+    } catch (err) {
+      return { opened, error: this.tooLarge ?? fromTransportError(err, this.href) };
     }
   }
 
-  if (userSignal?.aborted) close();
-  else userSignal?.addEventListener('abort', close, { once: true });
+  /** Reads an opened body until it ends, fails or is destroyed. */
+  private async read(body: Body, info: OpenInfo): Promise<void> {
+    this.isConnected = true;
+    this.body = body;
+    this.policy.opened();
+    this.options.onOpen?.(info);
+    try {
+      await new Promise<void>((resolve, reject) => {
+        body.on('data', this.onData);
+        body.once('end', resolve);
+        body.on('error', reject);
+        body.once('close', resolve); // destroyed without an error: treat as the end
+        if (this.paused) body.pause();
+      });
+    } finally {
+      this.body = null;
+      this.isConnected = false;
+      discard(body);
+      this.options.onDisconnect?.();
+    }
+  }
 
-  const done = run().then(
-    (result) => {
-      closed = true;
-      userSignal?.removeEventListener('abort', close);
-      options.onClose?.(result);
-      return result;
-    },
-    (err: unknown) => {
-      closed = true;
-      controller.abort();
-      userSignal?.removeEventListener('abort', close);
-      throw err;
-    },
-  );
+  /** After an attempt: the final result, or null when a reconnection follows. */
+  private settle(error: SseClientError | null): CloseResult | null {
+    if (this.callbackError !== null) throw this.callbackError;
+    if (this.closed) return this.closedResult();
+    const reconnect = this.options.reconnect ?? false;
+    const lastEventId = this.parser.lastEventId;
+    if (error === null) return reconnect ? null : { reason: 'end', lastEventId };
+    const retry = reconnect && !error.fatal;
+    this.options.onError?.(error, retry);
+    return retry ? null : { reason: 'error', error, lastEventId };
+  }
 
-  return {
-    close,
-    done,
-    get lastEventId() {
-      return parser.lastEventId;
-    },
-    get connected() {
-      return connected;
-    },
-    pause() {
-      paused = true;
-      body?.pause();
-    },
-    resume() {
-      paused = false;
-      body?.resume();
-    },
-  };
+  private async waitToReconnect(attempt: number, failed: boolean): Promise<void> {
+    const delayMs = this.policy.nextDelay(failed);
+    this.options.onReconnect?.({
+      url: this.href,
+      attempt,
+      delayMs,
+      lastEventId: this.parser.lastEventId,
+    });
+    await new Promise<void>((resolve) => {
+      this.wake = resolve;
+      this.timer = setTimeout(resolve, delayMs);
+    });
+    this.timer = null;
+    this.wake = null;
+  }
 }
 
 /** Events buffered by openEventStream before it stops reading from the socket. */
@@ -307,104 +339,132 @@ export function openEventStream(
   url: string | URL,
   options: EventStreamOptions = {},
 ): EventStreamIterable {
-  let queue: SseEvent[] = [];
-  let head = 0;
-  let handle: EventStreamHandle | null = null;
-  let result: CloseResult | undefined;
-  let failure: { error: unknown } | null = null;
-  let waiter: {
-    resolve(r: IteratorResult<SseEvent>): void;
-    reject(err: unknown): void;
-  } | null = null;
-  let closedEarly = false;
+  return new EventIterator(url, options);
+}
 
-  const settle = (): void => {
-    const w = waiter;
-    if (!w) return;
-    waiter = null;
-    if (failure) {
-      const { error } = failure;
-      failure = { error: null };
-      if (error !== null) w.reject(error);
-      else w.resolve({ value: undefined, done: true });
-    } else w.resolve({ value: undefined, done: true });
+type Waiter = {
+  resolve(r: IteratorResult<SseEvent>): void;
+  reject(err: unknown): void;
+};
+
+const DONE: IteratorResult<SseEvent> = Object.freeze({ value: undefined, done: true });
+
+/**
+ * connectEventStream behind a queue: events wait in `queue` (from `head` on) until next() takes
+ * them; past HIGH_WATER_MARK the socket is paused until the queue drains.
+ */
+class EventIterator implements EventStreamIterable {
+  private readonly url: string | URL;
+  private readonly options: EventStreamOptions;
+  private queue: SseEvent[] = [];
+  private head = 0;
+  private handle: EventStreamHandle | null = null;
+  private closeResult: CloseResult | undefined;
+  /** How the stream failed; `error: null` once the failure was reported (then only done). */
+  private failure: { error: unknown } | null = null;
+  private waiter: Waiter | null = null;
+  private closedEarly = false;
+
+  constructor(url: string | URL, options: EventStreamOptions) {
+    this.url = url;
+    this.options = options;
+  }
+
+  get lastEventId(): string {
+    return this.handle?.lastEventId ?? this.options.lastEventId ?? '';
+  }
+
+  get result(): CloseResult | undefined {
+    return this.closeResult;
+  }
+
+  [Symbol.asyncIterator](): this {
+    return this;
+  }
+
+  next(): Promise<IteratorResult<SseEvent>> {
+    if (this.closedEarly) return Promise.resolve(DONE);
+    this.handle ??= this.start();
+    const handle = this.handle;
+    if (this.head < this.queue.length) {
+      const value = this.queue[this.head++]!;
+      if (this.head === this.queue.length) {
+        this.queue = [];
+        this.head = 0;
+        handle.resume();
+      }
+      return Promise.resolve({ value, done: false });
+    }
+    if (this.failure) {
+      const error = this.takeFailure();
+      return error !== null ? Promise.reject(error) : Promise.resolve(DONE);
+    }
+    if (this.closeResult) return Promise.resolve(DONE);
+    return new Promise((resolve, reject) => {
+      this.waiter = { resolve, reject };
+    });
+  }
+
+  return(): Promise<IteratorResult<SseEvent>> {
+    this.close();
+    return Promise.resolve(DONE);
+  }
+
+  /** Stops the stream; a pending next() resolves as done. */
+  readonly close = (): void => {
+    this.closedEarly = true;
+    this.handle?.close();
+    this.queue = [];
+    this.head = 0;
+    const w = this.waiter;
+    this.waiter = null;
+    w?.resolve(DONE);
   };
 
-  const start = (): EventStreamHandle => {
-    const h = connectEventStream(url, {
-      ...options,
-      onEvent(event) {
-        if (waiter) {
-          const w = waiter;
-          waiter = null;
-          w.resolve({ value: event, done: false });
-          return;
-        }
-        queue.push(event);
-        if (queue.length - head >= HIGH_WATER_MARK) handle?.pause();
-      },
+  private start(): EventStreamHandle {
+    const handle = connectEventStream(this.url, {
+      ...this.options,
+      onEvent: (event) => this.push(event),
     });
-    h.done.then(
+    handle.done.then(
       (r) => {
-        result = r;
-        if (r.reason === 'error') failure = { error: r.error };
-        settle();
+        this.closeResult = r;
+        if (r.reason === 'error') this.failure = { error: r.error };
+        this.settle();
       },
       (err: unknown) => {
-        failure = { error: err };
-        settle();
+        this.failure = { error: err };
+        this.settle();
       },
     );
-    return h;
-  };
+    return handle;
+  }
 
-  const iterator: EventStreamIterable = {
-    next(): Promise<IteratorResult<SseEvent>> {
-      if (closedEarly) return Promise.resolve({ value: undefined, done: true });
-      handle ??= start();
-      if (head < queue.length) {
-        const value = queue[head++]!;
-        if (head === queue.length) {
-          queue = [];
-          head = 0;
-          handle.resume();
-        }
-        return Promise.resolve({ value, done: false });
-      }
-      if (failure) {
-        const { error } = failure;
-        failure = { error: null };
-        return error !== null
-          ? Promise.reject(error)
-          : Promise.resolve({ value: undefined, done: true });
-      }
-      if (result) return Promise.resolve({ value: undefined, done: true });
-      return new Promise((resolve, reject) => {
-        waiter = { resolve, reject };
-      });
-    },
-    return(): Promise<IteratorResult<SseEvent>> {
-      iterator.close();
-      return Promise.resolve({ value: undefined, done: true });
-    },
-    close(): void {
-      closedEarly = true;
-      handle?.close();
-      queue = [];
-      head = 0;
-      const w = waiter;
-      waiter = null;
-      w?.resolve({ value: undefined, done: true });
-    },
-    [Symbol.asyncIterator]() {
-      return iterator;
-    },
-    get lastEventId() {
-      return handle?.lastEventId ?? options.lastEventId ?? '';
-    },
-    get result() {
-      return result;
-    },
-  };
-  return iterator;
+  private push(event: SseEvent): void {
+    const w = this.waiter;
+    if (w) {
+      this.waiter = null;
+      w.resolve({ value: event, done: false });
+      return;
+    }
+    this.queue.push(event);
+    if (this.queue.length - this.head >= HIGH_WATER_MARK) this.handle?.pause();
+  }
+
+  /** The failure's error the first time (null afterwards: the iterator is then just done). */
+  private takeFailure(): unknown {
+    const { error } = this.failure!;
+    this.failure = { error: null };
+    return error;
+  }
+
+  /** The stream stopped: a pending next() gets the failure or done. */
+  private settle(): void {
+    const w = this.waiter;
+    if (!w) return;
+    this.waiter = null;
+    const error = this.failure ? this.takeFailure() : null;
+    if (error !== null) w.reject(error);
+    else w.resolve(DONE);
+  }
 }

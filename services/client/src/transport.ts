@@ -1,6 +1,7 @@
 // HTTP transport: one GET per connection attempt with undici, checked the way EventSource checks a
 // response (status 200 and a text/event-stream media type), handing back the body stream.
 import { Agent, type Dispatcher, interceptors } from 'undici';
+import { explainErrorBody, readBounded } from './error-body.ts';
 import { fromTransportError, SseClientError } from './errors.ts';
 
 export interface TransportOptions {
@@ -81,7 +82,8 @@ export function isEventStreamType(contentType: string | string[] | undefined): b
 /**
  * Opens one connection. Resolves with the body of a 200 text/event-stream response or with a 204;
  * rejects with an SseClientError: network-level failures are retryable, a bad status or
- * Content-Type is `fatal` (the spec's "fail the connection"). The caller owns `body`.
+ * Content-Type is `fatal` (the spec's "fail the connection"); a bad status carries the server's
+ * explanation (error-body.ts). The caller owns `body`.
  */
 export async function openStream(
   target: URL,
@@ -116,13 +118,15 @@ export async function openStream(
     return { status: 204, body: null };
   }
   if (statusCode !== 200) {
+    const explanation = explainErrorBody(await readBounded(body));
     discard(body);
     const text = res.statusText ? ` ${res.statusText}` : '';
-    throw new SseClientError('http_status', `HTTP status ${statusCode}${text}, expected 200`, {
-      url,
-      status: statusCode,
-      fatal: true,
-    });
+    const because = explanation ? `: ${explanation}` : '';
+    throw new SseClientError(
+      'http_status',
+      `HTTP status ${statusCode}${text}, expected 200${because}`,
+      { url, status: statusCode, fatal: true },
+    );
   }
   const type = res.headers['content-type'];
   if (!isEventStreamType(type)) {

@@ -35,8 +35,10 @@ interface TargetSpec {
 
 async function serverTarget(script: string, env: Record<string, string> = {}) {
   const server: SpawnedServer = await spawnServer(script, {
-    env: { SSE_PUBLISH_TOKEN: TOKEN, LOG_LEVEL: 'warn', ...env },
+    // LOG_LEVEL stays info: the listening line is what spawnServer waits for.
+    env: { SSE_PUBLISH_TOKEN: TOKEN, ...env },
     stderr: 'inherit',
+    timeoutMs: 30_000,
   });
   return { base: server.base, stop: () => server.stop() };
 }
@@ -147,7 +149,7 @@ export async function runBench(options: {
         subscribers,
         workers: options.workers ?? defaultWorkers(subscribers),
         p99TargetMs: options.p99TargetMs,
-        startRate: 50,
+        startRate: 20,
         maxRate: 20_000,
         stepSeconds: 3,
         warmup: 1,

@@ -182,6 +182,7 @@ export class FanoutRig {
     this.nextSeq = pub.endSeq;
     // Drain: until every subscriber has every accepted event, or nothing arrives for a while.
     const want = (pub.endSeq - pub.startSeq - pub.rejected.length) * this.opened;
+    // (subscribers that never opened are reported as failed, and expect nothing)
     const until = Date.now() + options.drainMs;
     let seen = -1;
     let quietSince = Date.now();

@@ -13,6 +13,8 @@ interface Subscriber {
   handle: EventStreamHandle;
   seqs: SeqTracker;
   duplicates: number;
+  /** Opened at least once (one that never did is reported as failed, not as losing events). */
+  opened: boolean;
 }
 
 const newHistogram = () =>
@@ -61,11 +63,13 @@ function openOne(url: string, headers: Record<string, string>): Promise<boolean>
       handle: undefined as unknown as EventStreamHandle,
       seqs: new SeqTracker(),
       duplicates: 0,
+      opened: false,
     };
     sub.handle = connectEventStream(url, {
       dispatcher: agent,
       headers,
       onOpen: () => {
+        sub.opened = true;
         if (settled) return;
         settled = true;
         resolve(true);
@@ -107,7 +111,8 @@ function collect(req: Extract<WorkerRequest, { type: 'collect' }>): WorkerReply 
   let deliveries = 0;
   let lost = 0;
   let duplicated = 0;
-  for (const sub of subscribers) {
+  const counted = subscribers.filter((s) => s.opened);
+  for (const sub of counted) {
     let got = sub.seqs.countIn(req.from, req.to);
     for (const s of rejected) if (sub.seqs.has(s)) got--;
     deliveries += got;
@@ -117,10 +122,10 @@ function collect(req: Extract<WorkerRequest, { type: 'collect' }>): WorkerReply 
     if (req.forget) sub.seqs.forget(req.to);
   }
   const stats: WorkerStats = {
-    subscribers: subscribers.length,
+    subscribers: counted.length,
     deliveries,
     measured,
-    expected: expectedEach * subscribers.length,
+    expected: expectedEach * counted.length,
     lost,
     duplicated,
     histogram: hdr.encodeIntoCompressedBase64(histogram),

@@ -48,13 +48,22 @@ function brokenStreamServer(mode: 'short' | 'cut'): http.Server {
  * subscriber. `swap`: holds each odd event back and delivers it after the next one (out of order,
  * nothing lost). `slowMs`: answers publishes that late.
  */
-function fanoutPeer(mode: 'drop' | 'swap' | 'ok', slowMs = 0): http.Server {
-  const subs = new Set<http.ServerResponse>();
+interface Hub {
+  subs: Set<http.ServerResponse>;
+  /** Subscribe and publish requests each server instance answered. */
+  served: Map<http.Server, { subscribes: number; publishes: number }>;
+}
+const newHub = (): Hub => ({ subs: new Set(), served: new Map() });
+
+function fanoutPeer(mode: 'drop' | 'swap' | 'ok', slowMs = 0, hub: Hub = newHub()): http.Server {
+  const subs = hub.subs;
   let id = 0;
   let held: string | null = null;
-  return http.createServer((req, res) => {
+  const served = { subscribes: 0, publishes: 0 };
+  const server = http.createServer((req, res) => {
     if (req.url === '/healthz' || req.url === '/metrics') return void res.end('');
     if (req.method === 'GET') {
+      served.subscribes++;
       res.writeHead(200, { 'Content-Type': 'text/event-stream' });
       res.write('retry: 1000\n\n');
       subs.add(res);
@@ -66,6 +75,7 @@ function fanoutPeer(mode: 'drop' | 'swap' | 'ok', slowMs = 0): http.Server {
       body += c;
     });
     req.on('end', () => {
+      served.publishes++;
       const { data } = JSON.parse(body) as { data: unknown };
       id++;
       const frame = `data: ${JSON.stringify(data)}\nid: ev-${id.toString(36)}-x\n\n`;
@@ -83,6 +93,8 @@ function fanoutPeer(mode: 'drop' | 'swap' | 'ok', slowMs = 0): http.Server {
       }, slowMs);
     });
   });
+  hub.served.set(server, served);
+  return server;
 }
 
 async function listen(server: http.Server): Promise<string> {
@@ -328,6 +340,46 @@ describe('load-test harness', () => {
     } finally {
       server.closeAllConnections();
       server.close();
+    }
+  });
+
+  test('--url twice: subscribers and publishes go round-robin to both replicas', async () => {
+    const hub = newHub();
+    const servers = [fanoutPeer('ok', 0, hub), fanoutPeer('ok', 0, hub)];
+    const bases = await Promise.all(servers.map(listen));
+    try {
+      const r = await harness([
+        '--scenario',
+        'fanout',
+        '--url',
+        bases[0]!,
+        '--url',
+        bases[1]!,
+        '--subscribers',
+        '4',
+        '--rate',
+        '10',
+        '--duration',
+        '1',
+        '--warmup',
+        '0',
+        '--out',
+        join(out, 'replicas'),
+        '--json',
+      ]);
+      const report = JSON.parse(r.stdout.trim().split('\n').at(-1)!) as Report;
+      assert.equal(report.figures.lost, 0, r.stderr);
+      assert.equal(report.target, bases.join(' '));
+      for (const s of servers) {
+        const served = hub.served.get(s)!;
+        assert.equal(served.subscribes, 2);
+        assert.ok(served.publishes >= 4, `publishes ${served.publishes}`);
+      }
+    } finally {
+      for (const s of servers) {
+        s.closeAllConnections();
+        s.close();
+      }
     }
   });
 

@@ -160,11 +160,28 @@ export class FanoutRig {
     return replies.reduce((n, r) => n + (r.type === 'count' ? r.received : 0), 0);
   }
 
-  /** One publishing step at `rate`; `forget` settles its seqs afterwards (capacity steps). */
-  async step(options: StepOptions, forget = false): Promise<StepResult> {
+  /**
+   * One publishing step at `rate`; `forget` settles its seqs afterwards (capacity steps).
+   * `onTick` (every 500 ms while publishing): seconds elapsed, deliveries so far.
+   */
+  async step(
+    options: StepOptions,
+    forget = false,
+    onTick?: (seconds: number, deliveries: number) => void,
+  ): Promise<StepResult> {
     const startAt = performance.timeOrigin + performance.now() + 200;
     const measureFrom = startAt + options.warmupMs;
     await Promise.all(this.workers.map((w) => w.request({ type: 'measure', fromTs: measureFrom })));
+    const from = this.nextSeq;
+    const ticker = onTick
+      ? setInterval(() => {
+          const seconds = (performance.timeOrigin + performance.now() - startAt) / 1000;
+          this.received(from, Number.MAX_SAFE_INTEGER).then(
+            (n) => onTick(Math.max(0, seconds), n),
+            () => {},
+          );
+        }, 500)
+      : null;
     const reply = await this.publisher!.request({
       type: 'publish',
       urls: this.options.bases,
@@ -178,6 +195,7 @@ export class FanoutRig {
       payloadBytes: options.payloadBytes,
       startAt,
     });
+    if (ticker) clearInterval(ticker);
     const pub = reply.result;
     this.nextSeq = pub.endSeq;
     // Drain: until every subscriber has every accepted event, or nothing arrives for a while.

@@ -29,17 +29,18 @@ export interface FanoutOptions {
   progress: boolean;
 }
 
-export function progressBar(label: string, total: number, enabled: boolean) {
+/** A progress bar on stderr when `enabled` (a terminal); nothing otherwise. */
+export function progressBar(label: string, total: number, enabled: boolean, extra = '') {
   const bar = new SingleBar({
-    format: `${label} [{bar}] {value}/{total} {duration_formatted}`,
+    format: `${label} [{bar}] {value}/{total} {duration_formatted} ${extra}`,
     stream: process.stderr,
     noTTYOutput: false,
     hideCursor: true,
     clearOnComplete: false,
   });
-  if (enabled) bar.start(total, 0);
+  if (enabled) bar.start(total, 0, { deliveries: 0 });
   return {
-    update: (n: number) => enabled && bar.update(n),
+    update: (n: number, payload?: Record<string, unknown>) => enabled && bar.update(n, payload),
     stop: () => enabled && bar.stop(),
   };
 }
@@ -157,15 +158,24 @@ export async function runFanout(
     log(
       `publishing ${options.rate}/s for ${options.warmup} s warm-up + ${options.duration} s (open loop, at most ${options.connections} in flight)`,
     );
-    const r = await rig.step({
-      rate: options.rate,
-      warmupMs: options.warmup * 1000,
-      durationMs: options.duration * 1000,
-      concurrency: options.connections,
-      payloadBytes: options.payloadBytes,
-      token: options.token,
-      drainMs: options.drainMs,
-    });
+    const total = Math.ceil(options.warmup + options.duration);
+    const bar = progressBar('publishing (s)', total, options.progress, '{deliveries} deliveries');
+    const r = await rig.step(
+      {
+        rate: options.rate,
+        warmupMs: options.warmup * 1000,
+        durationMs: options.duration * 1000,
+        concurrency: options.connections,
+        payloadBytes: options.payloadBytes,
+        token: options.token,
+        drainMs: options.drainMs,
+      },
+      false,
+      options.progress
+        ? (s, n) => bar.update(Math.min(total, Math.floor(s)), { deliveries: n })
+        : undefined,
+    );
+    bar.stop();
     const after = await scrapeAll(options.bases);
     const rssIdle = sumDelta(before, idle, 'process_resident_memory_bytes');
     return {

@@ -165,6 +165,7 @@ export async function runBench(options: {
         'capacity_publish_p99_ms',
         'capacity_server_cpu_per_delivery_ms',
         'first_unsustained_rate_per_s',
+        'capacity_harness_event_loop_p99_max_ms',
         'harness_limited',
       ]) {
         figures[`${spec.name}_${k}`] = c[k] ?? null;
@@ -178,6 +179,7 @@ export async function runBench(options: {
         formatFigure('x_per_s', c.capacity_deliveries_per_s),
         formatFigure('x_ms', c.capacity_delivery_p99_ms),
         formatFigure('x_per_s', c.first_unsustained_rate_per_s),
+        formatFigure('x_ms', c.capacity_harness_event_loop_p99_max_ms),
         c.harness_limited ? 'yes' : 'no',
       ]);
 
@@ -207,6 +209,8 @@ export async function runBench(options: {
           'server_cpu_per_delivery_ms',
           'lost',
           'duplicated',
+          'harness_event_loop_p99_max_ms',
+          'harness_worker_cpu_max_pct',
           'harness_limited',
         ]) {
           figures[`${key}_${k}`] = f[k] ?? null;
@@ -224,6 +228,8 @@ export async function runBench(options: {
           formatFigure('x_ms', f.delivery_p99_ms),
           formatFigure('x_ms', f.server_cpu_per_delivery_ms),
           String(f.lost),
+          formatFigure('x_ms', f.harness_event_loop_p99_max_ms),
+          formatFigure('x_pct', f.harness_worker_cpu_max_pct),
           f.harness_limited ? 'yes' : 'no',
         ]);
       }
@@ -255,7 +261,15 @@ export async function runBench(options: {
   );
   print(
     textTable(
-      ['server', 'events/s', 'deliveries/s', 'p99 there', 'first failing rate', 'harness-limited'],
+      [
+        'server',
+        'events/s',
+        'deliveries/s',
+        'p99 there',
+        'first failing rate',
+        'harness loop p99 there',
+        'harness-limited',
+      ],
       capacityRows,
     ),
   );
@@ -274,6 +288,8 @@ export async function runBench(options: {
         'delivery p99',
         'server CPU/delivery',
         'lost',
+        'harness loop p99',
+        'worker CPU',
         'harness-limited',
       ],
       fixedRows,

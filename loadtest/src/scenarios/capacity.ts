@@ -139,6 +139,7 @@ export async function runCapacity(
         capacity_publish_p99_ms: g?.publish_latency_p99_ms ?? null,
         capacity_server_cpu_per_delivery_ms: g?.server_cpu_per_delivery_ms ?? null,
         first_unsustained_rate_per_s: bad?.rate ?? null,
+        capacity_harness_event_loop_p99_max_ms: g?.harness_event_loop_p99_max_ms ?? null,
         lost: points.reduce((n, p) => n + p.result.lost, 0),
         duplicated: points.reduce((n, p) => n + p.result.duplicated, 0),
         steps: points.length,

@@ -114,6 +114,11 @@ export function stepFigures(
     f[`harness_worker${i}_cpu_pct`] = w.cpuPct;
     f[`harness_worker${i}_event_loop_p99_ms`] = w.eventLoopP99Ms;
   });
+  f.harness_event_loop_p99_max_ms = Math.max(
+    r.publish.load.eventLoopP99Ms,
+    ...r.workers.map((w) => w.eventLoopP99Ms),
+  );
+  f.harness_worker_cpu_max_pct = Math.max(0, ...r.workers.map((w) => w.cpuPct));
   f.harness_limited = r.harnessLimited.length > 0 ? 1 : 0;
   return f;
 }

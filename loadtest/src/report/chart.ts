@@ -115,8 +115,8 @@ export function renderCharts(report: Report): Promise<string> {
 /** --compare: the latency percentiles of both runs, and the figures both have, old beside new. */
 export function renderComparison(before: Report, after: Report, names: string[]): Promise<string> {
   const latency = [
-    ...before.series.latency.map((p) => ({ ...p, run: `old ${before.startedAt}` })),
-    ...after.series.latency.map((p) => ({ ...p, run: `new ${after.startedAt}` })),
+    ...before.series.latency.map((p) => ({ ...p, run: 'old' })),
+    ...after.series.latency.map((p) => ({ ...p, run: 'new' })),
   ];
   const bars = names.flatMap((name) =>
     (

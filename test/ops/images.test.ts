@@ -44,6 +44,7 @@ describe('Dockerfiles', () => {
         const value = labels.get(`org.opencontainers.image.${key}`);
         assert.ok(value, `org.opencontainers.image.${key} missing`);
       }
+      // the label takes the build argument: the Dockerfile's text is "${VERSION}" (split for lint)
       assert.equal(labels.get('org.opencontainers.image.version'), '$' + '{VERSION}');
       assert.equal(args.get('VERSION'), version, 'ARG VERSION differs from package.json');
       assert.equal(labels.get('org.opencontainers.image.licenses'), 'Apache-2.0');

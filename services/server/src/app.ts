@@ -8,10 +8,24 @@ import { createBroker } from './broker/create-broker.ts';
 import type { ServerConfig } from './config.ts';
 import { Cors } from './http/cors.ts';
 import { HttpError } from './http/errors.ts';
+import { MAX_JSON_DEPTH, verifyJsonDepth } from './http/json-depth.ts';
+import {
+  lastResort,
+  missingHost,
+  refuseConnect,
+  refuseExpectation,
+} from './http/request-guards.ts';
+import {
+  boundedServerOptions,
+  closeSilentSockets,
+  limitSockets,
+  onClientError,
+} from './http/socket-limits.ts';
 import type { Logger } from './logger.ts';
 import { createServerMetrics, type ServerMetrics } from './metrics.ts';
-import { publishHandler } from './routes/publish.ts';
+import { publishGuard, publishHandler } from './routes/publish.ts';
 import { StreamRouter } from './routes/stream-router.ts';
+import { viewerRouter } from './routes/viewer.ts';
 import { Hub } from './sse/hub.ts';
 import { ConnectionRegistry } from './sse/registry.ts';
 
@@ -41,6 +55,7 @@ const BODY_ERRORS: Record<string, [number, string]> = {
   'entity.too.large': [413, 'payload_too_large'],
   'entity.parse.failed': [400, 'bad_request'],
   'entity.verify.failed': [400, 'bad_request'],
+  'json.too_deep': [400, 'bad_request'],
   'encoding.unsupported': [415, 'unsupported_media_type'],
   'charset.unsupported': [415, 'unsupported_media_type'],
 };
@@ -113,10 +128,25 @@ function buildExpress(
       res.set(cors.responseHeaders(req.headers));
       next();
     },
-    express.json({ limit: config.channels.maxEventBytes, type: () => true, strict: false }),
+    publishGuard(config),
+    express.json({
+      limit: config.channels.maxEventBytes,
+      type: () => true,
+      strict: false,
+      verify: verifyJsonDepth,
+    }),
     publishHandler(config, hub),
   );
-  app.all(publishPath, methodNotAllowed('POST, OPTIONS'));
+  app.all(
+    publishPath,
+    (req, res, next) => {
+      res.set(cors.responseHeaders(req.headers));
+      next();
+    },
+    methodNotAllowed('POST, OPTIONS'),
+  );
+
+  app.use(viewerRouter());
 
   app.use((req: Request, res: Response) => {
     res.status(404).json({ error: 'not_found', message: `no route for ${req.method} ${req.path}` });
@@ -138,12 +168,29 @@ function buildExpress(
       const message =
         status === 413
           ? `the body is larger than channels.maxEventBytes (${config.channels.maxEventBytes} bytes)`
-          : `the body is not valid JSON: ${(err as Error).message}`;
-      const details = status === 413 ? { limit: config.channels.maxEventBytes } : {};
+          : type === 'json.too_deep'
+            ? (err as Error).message
+            : `the body is not valid JSON: ${(err as Error).message}`;
+      const details =
+        status === 413
+          ? { limit: config.channels.maxEventBytes }
+          : type === 'json.too_deep'
+            ? { limit: MAX_JSON_DEPTH }
+            : {};
       res.status(status).json({ error, message, ...details });
       return;
     }
     if (type === 'request.aborted') return;
+    // Any other client error (a path whose percent-encoding does not decode, ...): its 4xx, in JSON.
+    const status = Number((err as { status?: unknown }).status);
+    if (status >= 400 && status < 500) {
+      const expose = (err as { expose?: boolean }).expose !== false;
+      res.status(status).json({
+        error: status === 400 ? 'bad_request' : 'client_error',
+        message: expose ? (err as Error).message : 'bad request',
+      });
+      return;
+    }
     logger.error({ err, method: req.method, route: req.route?.path }, 'request failed');
     res.status(500).json({ error: 'internal', message: 'internal server error' });
   });
@@ -164,6 +211,7 @@ export function createSseServer(config: ServerConfig, deps: ServerDeps): SseServ
       maxConnections: config.limits.maxConnections,
       maxConnectionsPerIp: config.limits.maxConnectionsPerIp,
       heartbeatMs: config.heartbeatMs,
+      stallTimeoutMs: config.limits.stallTimeoutMs,
     },
     logger,
     metrics,
@@ -181,14 +229,26 @@ export function createSseServer(config: ServerConfig, deps: ServerDeps): SseServ
     },
     metrics,
   );
-  const cors = new Cors(config.cors.allowedOrigins);
-  const streams = new StreamRouter({ config, registry, hub, metrics, cors });
+  const cors = new Cors(config.cors.allowedOrigins, config.cors.allowCredentials);
+  const streams = new StreamRouter({ config, registry, hub, metrics, cors, logger });
   const app = buildExpress(config, { hub, broker, registry, metrics, cors, logger });
 
-  const http = createServer({ noDelay: true, keepAlive: true }, (req, res) => {
-    if (!streams.handle(req, res)) app(req, res);
+  const http = createServer(boundedServerOptions(), (req, res) => {
+    if (missingHost(req, res)) return;
+    let handled: boolean;
+    try {
+      handled = streams.handle(req, res);
+    } catch (err) {
+      lastResort(err, req, res, logger);
+      return;
+    }
+    if (!handled) app(req, res);
   });
   http.on('clientError', onClientError);
+  http.on('connect', refuseConnect);
+  http.on('checkExpectation', refuseExpectation);
+  limitSockets(http, config.limits, logger);
+  closeSilentSockets(http);
 
   let metricsHttp: Server | null = null;
   if (config.metrics.port > 0) {
@@ -268,15 +328,4 @@ function listenOn(server: Server, port: number, host: string): Promise<void> {
       resolve();
     });
   });
-}
-
-function onClientError(err: NodeJS.ErrnoException, socket: import('node:net').Socket): void {
-  if (err.code === 'ECONNRESET' || !socket.writable) {
-    socket.destroy();
-    return;
-  }
-  const body = '{"error":"bad_request","message":"malformed HTTP request"}';
-  socket.end(
-    `HTTP/1.1 400 Bad Request\r\nContent-Type: application/json\r\nContent-Length: ${body.length}\r\nConnection: close\r\n\r\n${body}`,
-  );
 }

@@ -18,6 +18,12 @@ export const serverConfigSchema = z.strictObject({
   cors: z
     .strictObject({
       allowedOrigins: z.array(z.string().min(1)).min(1).default(['*']),
+      allowCredentials: z.boolean().default(false),
+    })
+    .refine((c) => !(c.allowCredentials && c.allowedOrigins.includes('*')), {
+      message:
+        'allowCredentials needs a list of exact origins: browsers refuse credentials with "*"',
+      path: ['allowCredentials'],
     })
     .prefault({}),
   channels: z
@@ -35,6 +41,10 @@ export const serverConfigSchema = z.strictObject({
       maxConnectionsPerIp: int(0, 10_000_000).default(0),
       maxBufferedBytes: int(1024, 1024 * 1024 * 1024).default(1024 * 1024),
       maxChannels: int(1, 10_000_000).default(10_000),
+      // Open sockets of any kind; 0: maxConnections + 1024, capped below the open-file limit.
+      maxSockets: int(0, 10_000_000).default(0),
+      // A stream whose unsent bytes have not moved for this long is cut as a slow consumer.
+      stallTimeoutMs: int(100, 3_600_000).default(30_000),
     })
     .prefault({}),
   broker: z
@@ -63,6 +73,7 @@ export const serverEnv: Record<string, EnvBinding> = {
   SSE_SHUTDOWN_TIMEOUT_MS: { key: 'shutdownTimeoutMs', kind: 'int' },
   SSE_SHUTDOWN_RETRY_JITTER_MS: { key: 'shutdownRetryJitterMs', kind: 'int' },
   SSE_CORS_ORIGINS: { key: 'cors.allowedOrigins', kind: 'list' },
+  SSE_CORS_CREDENTIALS: { key: 'cors.allowCredentials', kind: 'bool' },
   SSE_HISTORY_SIZE: { key: 'channels.historySize', kind: 'int' },
   SSE_HISTORY_TTL_MS: { key: 'channels.historyTtlMs', kind: 'int' },
   SSE_MAX_EVENT_BYTES: { key: 'channels.maxEventBytes', kind: 'int' },
@@ -71,6 +82,8 @@ export const serverEnv: Record<string, EnvBinding> = {
   SSE_MAX_CONNECTIONS_PER_IP: { key: 'limits.maxConnectionsPerIp', kind: 'int' },
   SSE_MAX_BUFFERED_BYTES: { key: 'limits.maxBufferedBytes', kind: 'int' },
   SSE_MAX_CHANNELS: { key: 'limits.maxChannels', kind: 'int' },
+  SSE_MAX_SOCKETS: { key: 'limits.maxSockets', kind: 'int' },
+  SSE_STALL_TIMEOUT_MS: { key: 'limits.stallTimeoutMs', kind: 'int' },
   SSE_HISTORY_MAX_BYTES: { key: 'channels.historyMaxBytes', kind: 'int' },
   SSE_BROKER: { key: 'broker.type', kind: 'string' },
   REDIS_URL: { key: 'broker.url', kind: 'string' },

@@ -1,4 +1,7 @@
-// CORS for the event streams and the publish API: `*` or a list of exact origins.
+// CORS for the event streams and the publish API: `*` or a list of exact origins, optionally with
+// credentials (cookies, EventSource's withCredentials): then a listed origin is echoed with
+// `Access-Control-Allow-Credentials: true` (browsers refuse credentials with `*`, and so does the
+// config check).
 import type { IncomingHttpHeaders, OutgoingHttpHeaders } from 'node:http';
 
 const PREFLIGHT_HEADERS = 'Cache-Control, Last-Event-ID, Authorization, Content-Type';
@@ -6,10 +9,12 @@ const PREFLIGHT_HEADERS = 'Cache-Control, Last-Event-ID, Authorization, Content-
 export class Cors {
   private readonly any: boolean;
   private readonly allowed: Set<string>;
+  private readonly credentials: boolean;
 
-  constructor(allowedOrigins: readonly string[]) {
+  constructor(allowedOrigins: readonly string[], allowCredentials = false) {
     this.any = allowedOrigins.includes('*');
     this.allowed = new Set(allowedOrigins);
+    this.credentials = allowCredentials && !this.any;
   }
 
   /** The Access-Control-Allow-Origin value for a request, or null when its origin is not allowed. */
@@ -23,8 +28,13 @@ export class Cors {
   responseHeaders(headers: IncomingHttpHeaders): Record<string, string> {
     const origin = this.allowOrigin(headers);
     if (origin === null) return this.any ? {} : { Vary: 'Origin' };
-    return this.any
-      ? { 'Access-Control-Allow-Origin': origin }
+    if (this.any) return { 'Access-Control-Allow-Origin': origin };
+    return this.credentials
+      ? {
+          'Access-Control-Allow-Origin': origin,
+          'Access-Control-Allow-Credentials': 'true',
+          Vary: 'Origin',
+        }
       : { 'Access-Control-Allow-Origin': origin, Vary: 'Origin' };
   }
 

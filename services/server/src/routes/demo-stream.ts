@@ -1,8 +1,15 @@
 // GET /sse/test: the tRPC-Cpp example's stream. For N = start..count-1, `interval_ms` apart:
 //   event: message\ndata: {"msg": "hello", "idx": N}\nid: N\n\n
-// then the response ends. With interval_ms=0 all events and the end leave in one write.
+// then the response ends. Every stream is a registered connection (it counts toward
+// limits.maxConnections and the per-address limit) and obeys the slow-consumer rules:
+//   interval_ms > 0   one chunk per event from a timer; cut past limits.maxBufferedBytes unsent.
+//   interval_ms = 0   short streams (at most DEMO_AT_ONCE_MAX_EVENTS): headers, every event and the
+//                     terminator in one write. Longer ones are pumped: batches are written while
+//                     the socket drains, never more than DEMO_PUMP_HIGH_WATER bytes waiting, so a
+//                     100,000-event stream holds at most ~80 KB per client; a client that stops
+//                     reading is cut by the registry's stall rule (limits.stallTimeoutMs).
 
-import type { OutgoingHttpHeaders, ServerResponse } from 'node:http';
+import type { OutgoingHttpHeaders } from 'node:http';
 import type { ServerMetrics } from '../metrics.ts';
 import type { SseConnection } from '../sse/connection.ts';
 
@@ -10,6 +17,11 @@ export const DEMO_DEFAULT_COUNT = 10;
 export const DEMO_MAX_COUNT = 100_000;
 export const DEMO_DEFAULT_INTERVAL_MS = 1000;
 export const DEMO_MAX_INTERVAL_MS = 60_000;
+/** interval_ms=0 streams up to this many events leave in one write (at most ~62 KB). */
+export const DEMO_AT_ONCE_MAX_EVENTS = 1000;
+/** A pumped stream writes its next batch only while fewer bytes than this wait to be sent. */
+export const DEMO_PUMP_HIGH_WATER = 64 * 1024;
+const DEMO_BATCH_BYTES = 16 * 1024;
 
 export function demoEvent(idx: number): string {
   return `event: message\ndata: {"msg": "hello", "idx": ${idx}}\nid: ${idx}\n\n`;
@@ -25,32 +37,79 @@ function demoEvents(start: number, count: number): Buffer {
 const DEFAULT_BODY = demoEvents(0, DEMO_DEFAULT_COUNT);
 
 /**
- * interval_ms=0: the whole stream is ready at once, so it needs no connection state at all:
- * headers, one chunk with every event and the terminator leave in one write (node's own
- * `res.end(body)` path, which corks them together).
+ * A short interval_ms=0 stream: headers, one chunk with every event and the terminator leave in
+ * one write (node's own `res.end(body)` path, which corks them together). The connection stays
+ * registered until the response has closed.
  */
 export function sendDemoAtOnce(
-  res: ServerResponse,
+  conn: SseConnection,
   headers: OutgoingHttpHeaders,
   start: number,
   count: number,
-  closeAfter: boolean,
   metrics: ServerMetrics,
 ): void {
-  const began = performance.now();
   const body =
     start === 0 && count === DEMO_DEFAULT_COUNT ? DEFAULT_BODY : demoEvents(start, count);
+  const { res } = conn;
+  conn.opened = true;
+  conn.ended = true;
+  conn.closeReason = 'complete';
   res.writeHead(200, headers);
-  if (closeAfter) {
+  if (conn.closeAfterEnd) {
     const socket = res.socket;
     res.end(body, () => socket?.end());
   } else {
     res.end(body);
   }
-  metrics.opened['/sse/test'].inc();
   metrics.eventsSent['/sse/test'].inc(count - start);
   metrics.bytesSent.inc(body.length);
-  metrics.durations['/sse/test'].observe((performance.now() - began) / 1000);
+}
+
+/** A long interval_ms=0 stream: batches written as the client reads (see the file comment). */
+export function startDemoPump(
+  conn: SseConnection,
+  headers: OutgoingHttpHeaders,
+  start: number,
+  count: number,
+  metrics: ServerMetrics,
+): void {
+  conn.next = start;
+  conn.count = count;
+  const first = nextBatch(conn);
+  conn.open(headers, [first]);
+  countBatch(conn, first, metrics);
+  pump(conn, metrics);
+}
+
+function nextBatch(conn: SseConnection): Buffer {
+  let out = '';
+  while (conn.next < conn.count && out.length < DEMO_BATCH_BYTES) out += demoEvent(conn.next++);
+  return Buffer.from(out);
+}
+
+function countBatch(conn: SseConnection, batch: Buffer, metrics: ServerMetrics): void {
+  conn.lastWriteAt = Date.now();
+  // Every event of the demo stream ends with "\n\n" and holds no other blank line.
+  let events = 0;
+  for (let i = batch.indexOf('\n\n'); i >= 0; i = batch.indexOf('\n\n', i + 2)) events++;
+  metrics.eventsSent['/sse/test'].inc(events);
+  metrics.bytesSent.inc(batch.length);
+}
+
+function pump(conn: SseConnection, metrics: ServerMetrics): void {
+  while (!conn.ended) {
+    if (conn.next >= conn.count) {
+      conn.end();
+      return;
+    }
+    if (conn.transport.pending() >= DEMO_PUMP_HIGH_WATER) {
+      conn.transport.drainSource().once('drain', () => pump(conn, metrics));
+      return;
+    }
+    const batch = nextBatch(conn);
+    if (!conn.write(batch)) return;
+    countBatch(conn, batch, metrics);
+  }
 }
 
 /** Paced streams: the first event now, then one per interval from a timer of the connection. */

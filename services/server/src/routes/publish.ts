@@ -3,8 +3,8 @@
 import type { NextFunction, Request, Response } from 'express';
 import type { EventInput } from '../broker/broker.ts';
 import type { ServerConfig } from '../config.ts';
-import { bearerToken, isLoopback, TokenCheck, UNAUTHORIZED_HEADERS } from '../http/auth.ts';
-import { badRequest, HttpError } from '../http/errors.ts';
+import { badRequest } from '../http/errors.ts';
+import { PublishGuard } from '../http/publish-guard.ts';
 import { channelName } from '../sse/channel-name.ts';
 import { validEventName } from '../sse/encode.ts';
 import type { Hub } from '../sse/hub.ts';
@@ -52,24 +52,17 @@ export function parsePublishBody(body: unknown, maxBatch: number): EventInput[] 
   return body.map((item, i) => toInput(item, `body[${i}]`));
 }
 
+/** Refuses (401/403/415) a publish request before its body is read (see http/publish-guard.ts). */
+export function publishGuard(config: ServerConfig) {
+  const guard = new PublishGuard(config.publish.token, config.cors.allowedOrigins);
+  return (req: Request, _res: Response, next: NextFunction): void => {
+    next(guard.check(req.headers, req.socket.remoteAddress) ?? undefined);
+  };
+}
+
 export function publishHandler(config: ServerConfig, hub: Hub) {
-  const token = config.publish.token ? new TokenCheck(config.publish.token) : null;
   return async (req: Request, res: Response, next: NextFunction): Promise<void> => {
     try {
-      if (token !== null) {
-        if (!token.matches(bearerToken(req.headers))) {
-          throw new HttpError(
-            401,
-            { error: 'unauthorized', message: 'a valid publish token is required' },
-            UNAUTHORIZED_HEADERS,
-          );
-        }
-      } else if (!isLoopback(req.socket.remoteAddress)) {
-        throw new HttpError(403, {
-          error: 'forbidden',
-          message: 'publishing without publish.token is accepted only from loopback addresses',
-        });
-      }
       const name = channelName(String(req.params.channel));
       const empty =
         req.headers['transfer-encoding'] === undefined &&

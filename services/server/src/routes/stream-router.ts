@@ -10,19 +10,29 @@ import { bearerToken, TokenCheck, UNAUTHORIZED_HEADERS } from '../http/auth.ts';
 import { type Cors, streamHeaders } from '../http/cors.ts';
 import { HttpError, sendError, sendJson } from '../http/errors.ts';
 import { intParam, lastEventIdParam, rawLastEventId } from '../http/params.ts';
+import type { Logger } from '../logger.ts';
 import type { ServerMetrics } from '../metrics.ts';
 import { channelName } from '../sse/channel-name.ts';
 import { SseConnection, type StreamRoute, wantsClose } from '../sse/connection.ts';
 import type { Hub } from '../sse/hub.ts';
 import type { ConnectionRegistry } from '../sse/registry.ts';
 import {
+  DEMO_AT_ONCE_MAX_EVENTS,
   DEMO_DEFAULT_COUNT,
   DEMO_DEFAULT_INTERVAL_MS,
   DEMO_MAX_COUNT,
   DEMO_MAX_INTERVAL_MS,
   sendDemoAtOnce,
+  startDemoPump,
   startDemoStream,
 } from './demo-stream.ts';
+import {
+  acceptsEventStream,
+  noticeFromError,
+  refusalNotice,
+  sendRefusalEvent,
+  withHeaders,
+} from './stream-refusal.ts';
 import { unavailable } from './unavailable.ts';
 
 const CHANNEL_PREFIX = '/sse/channels/';
@@ -30,6 +40,8 @@ const STREAM_METHODS = 'GET, HEAD, OPTIONS';
 
 export interface StreamRouterDeps {
   config: ServerConfig;
+  /** Where unexpected errors of one stream are logged (once each). */
+  logger?: Logger;
   registry: ConnectionRegistry;
   hub: Hub;
   metrics: ServerMetrics;
@@ -69,7 +81,12 @@ export class StreamRouter {
       route = '/sse/channels/:channel';
       channel = path.slice(CHANNEL_PREFIX.length);
     } else {
-      sendJson(res, 404, { error: 'not_found', message: `no route for ${req.method} ${path}` });
+      sendJson(
+        res,
+        404,
+        { error: 'not_found', message: `no route for ${req.method} ${path}` },
+        this.deps.cors.responseHeaders(req.headers),
+      );
       return true;
     }
     const method = req.method;
@@ -83,7 +100,7 @@ export class StreamRouter {
         res,
         405,
         { error: 'method_not_allowed', message: `${method} is not allowed on ${route}` },
-        { Allow: STREAM_METHODS },
+        { ...this.deps.cors.responseHeaders(req.headers), Allow: STREAM_METHODS },
       );
       return true;
     }
@@ -94,7 +111,7 @@ export class StreamRouter {
     } catch (err) {
       if (!(err instanceof HttpError)) throw err;
       if (err.status === 400) this.deps.metrics.connectionsRejected.labels('bad_request').inc();
-      sendError(res, err);
+      sendError(res, withHeaders(err, this.deps.cors.responseHeaders(req.headers)));
     }
     return true;
   }
@@ -114,15 +131,14 @@ export class StreamRouter {
       this.noContent(req, res);
       return;
     }
-    if (interval === 0) {
-      if (!this.admit(req, res)) return;
-      if (req.method === 'HEAD') this.headOnly(req, res);
-      else sendDemoAtOnce(res, this.headers(req), start, count, wantsClose(req), this.deps.metrics);
-      return;
-    }
+    // Every demo stream is a registered connection: it counts toward the limits.
     const conn = this.open(req, res, '/sse/test');
     if (conn === null) return;
-    startDemoStream(conn, this.headers(req), start, count, interval, this.deps.metrics);
+    const { metrics } = this.deps;
+    if (interval > 0) startDemoStream(conn, this.headers(req), start, count, interval, metrics);
+    else if (count - start <= DEMO_AT_ONCE_MAX_EVENTS) {
+      sendDemoAtOnce(conn, this.headers(req), start, count, metrics);
+    } else startDemoPump(conn, this.headers(req), start, count, metrics);
   }
 
   private subscribe(
@@ -153,19 +169,31 @@ export class StreamRouter {
     try {
       opening = this.deps.hub.subscribe(conn, name, last, this.headers(req));
     } catch (err) {
-      this.refuseOpened(res, err);
+      this.refuseOpened(req, res, err);
       return;
     }
-    opening?.catch((err: unknown) => this.refuseOpened(res, err));
+    opening?.catch((err: unknown) => this.refuseOpened(req, res, err));
   }
 
-  /** A stream that could not start (broker down, channel limit, shutdown): 503 JSON, or a cut. */
-  private refuseOpened(res: ServerResponse, err: unknown): void {
-    const answer =
-      unavailable(err) ??
-      new HttpError(500, { error: 'internal', message: 'internal server error' });
-    if (res.headersSent || res.destroyed) res.destroy();
-    else sendError(res, answer);
+  /**
+   * A stream that could not start (broker down, channel limit, shutdown): 503 JSON (an EventSource
+   * gets the 200 notice with a retry instead), or a cut when the stream had begun.
+   */
+  private refuseOpened(req: IncomingMessage, res: ServerResponse, err: unknown): void {
+    let answer = unavailable(err);
+    if (answer === null) {
+      // Unexpected: logged once here, a 500 (or a cut) for this stream alone.
+      this.deps.logger?.error({ err, route: '/sse/channels/:channel' }, 'stream failed to open');
+      answer = new HttpError(500, { error: 'internal', message: 'internal server error' });
+    }
+    if (res.headersSent || res.destroyed) {
+      res.destroy();
+      return;
+    }
+    const cors = this.deps.cors.responseHeaders(req.headers);
+    const notice = acceptsEventStream(req) ? noticeFromError(answer) : null;
+    if (notice !== null) sendRefusalEvent(res, notice, cors);
+    else sendError(res, withHeaders(answer, cors));
   }
 
   private headers(req: IncomingMessage): OutgoingHttpHeaders {
@@ -191,17 +219,23 @@ export class StreamRouter {
     const refusal = registry.admit(req.socket.remoteAddress ?? 'unknown');
     if (refusal === null) return true;
     const corsHeaders = cors.responseHeaders(req.headers);
+    if (refusal !== 'shutting_down') metrics.connectionsRejected.labels(refusal).inc();
+    const retryAfter = refusal === 'shutting_down' ? 1 : 5;
+    if (req.method === 'GET' && acceptsEventStream(req)) {
+      // An EventSource treats any non-200 as fatal and ignores Retry-After: a 200 that says
+      // "come back in a while" and ends keeps it reconnecting on its own (docs/BROWSERS.md).
+      sendRefusalEvent(res, refusalNotice(refusal, retryAfter), corsHeaders);
+      return false;
+    }
     if (refusal === 'per_ip_limit') {
-      metrics.connectionsRejected.labels('per_ip_limit').inc();
       sendJson(
         res,
         429,
         { error: 'too_many_connections', message: 'too many open streams from this address' },
-        { ...corsHeaders, 'Retry-After': '5' },
+        { ...corsHeaders, 'Retry-After': String(retryAfter) },
       );
       return false;
     }
-    if (refusal === 'max_connections') metrics.connectionsRejected.labels('max_connections').inc();
     const message =
       refusal === 'shutting_down'
         ? 'the server is shutting down'
@@ -210,7 +244,7 @@ export class StreamRouter {
       res,
       503,
       { error: 'unavailable', message },
-      { ...corsHeaders, 'Retry-After': refusal === 'shutting_down' ? '1' : '5' },
+      { ...corsHeaders, 'Retry-After': String(retryAfter) },
     );
     return false;
   }

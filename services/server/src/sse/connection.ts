@@ -44,6 +44,9 @@ export class SseConnection {
   closeReason: CloseReason = 'client';
   /** Date.now() of the last write, for the heartbeat. */
   lastWriteAt = Date.now();
+  /** Stall rule (see the registry): bytes handed to the kernel when last seen, and since when. */
+  sentMark = 0;
+  stalledSince = 0;
 
   /** Who must forget this stream when it closes (the hub), and its channel membership. */
   owner: ConnectionOwner | null = null;
@@ -95,6 +98,25 @@ export class SseConnection {
     if (this.transport.sendChunk(payload, framed) <= this.maxBufferedBytes) return true;
     this.destroy('slow_consumer');
     return false;
+  }
+
+  /**
+   * The stall rule: true when bytes have been waiting and none of them reached the kernel for
+   * `stallMs` (a client that stopped reading). Checked once per registry tick.
+   */
+  stalled(now: number, stallMs: number): boolean {
+    if (this.transport.pending() === 0) {
+      this.stalledSince = 0;
+      return false;
+    }
+    const socket = this.socket;
+    const sent = (socket.bytesWritten ?? 0) - socket.writableLength;
+    if (this.stalledSince === 0 || sent !== this.sentMark) {
+      this.sentMark = sent;
+      this.stalledSince = now;
+      return false;
+    }
+    return now - this.stalledSince >= stallMs;
   }
 
   /** Writes one payload of SSE bytes (see send). */

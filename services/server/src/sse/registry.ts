@@ -11,6 +11,8 @@ export interface RegistryOptions {
   /** 0: no per-address limit. */
   maxConnectionsPerIp: number;
   heartbeatMs: number;
+  /** A stream whose pending bytes have not moved for this long is cut as a slow consumer. */
+  stallTimeoutMs: number;
 }
 
 const kConnection = Symbol('sse.connection');
@@ -92,7 +94,7 @@ export class ConnectionRegistry {
     if (conn.closeReason === 'slow_consumer') {
       this.logger.warn(
         { event: 'slow_consumer', route: conn.route, ip: conn.ip },
-        'subscriber exceeded limits.maxBufferedBytes and was disconnected',
+        'subscriber exceeded limits.maxBufferedBytes or stopped reading and was disconnected',
       );
     }
     if (this.connections.size === 0) this.stopHeartbeat();
@@ -109,11 +111,19 @@ export class ConnectionRegistry {
     this.heartbeatTimer = null;
   }
 
-  /** Writes the heartbeat comment to every stream idle for heartbeatMs or longer. */
+  /**
+   * Writes the heartbeat comment to every stream idle for heartbeatMs or longer, and cuts every
+   * stream that stalled (see SseConnection.stalled) as a slow consumer.
+   */
   heartbeat(now = Date.now()): void {
     const idleSince = now - this.options.heartbeatMs;
+    const stallMs = this.options.stallTimeoutMs;
     let sent = 0;
     for (const conn of this.connections) {
+      if (conn.stalled(now, stallMs)) {
+        conn.destroy('slow_consumer');
+        continue;
+      }
       if (conn.lastWriteAt > idleSince || conn.ended || !conn.opened) continue;
       if (conn.send(HEARTBEAT, HEARTBEAT_CHUNK)) {
         conn.lastWriteAt = now;

@@ -18,6 +18,10 @@ export interface StreamTransport {
   sendChunk(payload: Buffer, framed?: Buffer): number;
   /** Ends the response (the chunked terminator); closes the socket after it when asked to. */
   end(closeSocket: boolean): void;
+  /** Bytes written but not yet handed to the kernel. */
+  pending(): number;
+  /** What emits 'drain' once the pending bytes went out (the socket, or the response). */
+  drainSource(): NodeJS.EventEmitter;
 }
 
 /** The response and its socket, which every transport writes through. */
@@ -56,6 +60,14 @@ export class ChunkedSocketTransport extends ResponseBound implements StreamTrans
     this.res.end();
     if (closeSocket) this.socket.end();
   }
+
+  pending(): number {
+    return this.socket.writableLength;
+  }
+
+  drainSource(): NodeJS.EventEmitter {
+    return this.socket;
+  }
 }
 
 export class ResponseTransport extends ResponseBound implements StreamTransport {
@@ -78,5 +90,13 @@ export class ResponseTransport extends ResponseBound implements StreamTransport 
     // A queued (pipelined) response reaches the socket later: close the socket after its bytes.
     const socket = this.socket;
     this.res.end(() => socket.end());
+  }
+
+  pending(): number {
+    return this.res.writableLength + this.socket.writableLength;
+  }
+
+  drainSource(): NodeJS.EventEmitter {
+    return this.res;
   }
 }

@@ -18,7 +18,8 @@ export const loadtestConfigSchema = z.strictObject({
       subscribers: count(100_000).default(1000),
       rate: count(1_000_000).default(50),
       duration: count(3600).default(10),
-      connections: count(1000).default(4),
+      warmup: z.number().min(0).max(600).default(1),
+      connections: count(10_000).default(16),
       channel: z
         .string()
         .regex(/^[A-Za-z0-9._:-]{1,128}$/)

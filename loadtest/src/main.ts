@@ -1,32 +1,62 @@
-// npm run loadtest -- --scenario <stream|fanout|connections> [options]
-// Exit codes: 0 done; 1 unreachable target, a failed run, or events lost/duplicated; 2 bad flags.
+// npm run loadtest -- --scenario <stream|fanout|connections|capacity> [options]
+// Exit codes (the first that applies): 2 bad flags or config; 1 unreachable target, a failed run,
+// or events lost/duplicated; 99 a --threshold failed; 3 the run was harness-limited (achieved
+// publish rate < 98 % of offered, or a harness process's event-loop delay p99 > 100 ms); 0 done.
+import { writeFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import { ConfigError } from '../../services/shared/config-file.ts';
-import { runBench } from './bench.ts';
+import { type Broker, runBench } from './bench.ts';
 import { type LoadtestConfig, loadLoadtestConfig } from './config.ts';
+import { defaultWorkers } from './fanout/rig.ts';
+import { green, log, red, yellow } from './output.ts';
+import { renderComparison } from './report/chart.ts';
 import { compareReports, readReport } from './report/compare.ts';
 import { environment, type Report, writeReport } from './report/report.ts';
 import { figuresTable } from './report/table.ts';
+import { aggregate } from './rounds.ts';
+import { runCapacity } from './scenarios/capacity.ts';
 import { runConnections } from './scenarios/connections.ts';
 import { runFanout } from './scenarios/fanout.ts';
 import { runStream } from './scenarios/stream.ts';
+import {
+  evaluate,
+  formatVerdicts,
+  parseThreshold,
+  THRESHOLD_FAILED_EXIT,
+  type Threshold,
+} from './thresholds.ts';
 
-export const USAGE = `usage: npm run loadtest -- --scenario <stream|fanout|connections> [options]
-       npm run bench:fanout                (= --scenario fanout --bench)
+export const HARNESS_LIMITED_EXIT = 3;
+const SCENARIOS = ['stream', 'fanout', 'connections', 'capacity'] as const;
 
-  --scenario NAME     stream | fanout | connections
-  --url BASE          server base URL (default from config/loadtest.yaml: http://127.0.0.1:24856)
-  --connections N     stream: concurrent connections; fanout: publishing connections
-  --duration S        seconds of load (stream, fanout)
-  --rate R            fanout: events published per second
-  --subscribers N     fanout, connections: open streams
-  --out DIR           where reports go (default loadtest/results)
-  --compare FILE      print this run's figures beside an earlier report's, with percentages
-  --json              print the report as JSON on stdout (everything else on stderr)
-  --bench             fanout benchmark: 1000 and 5000 subscribers at rising rates, ours against a
-                      pre-framed raw node:http reference (starts both servers unless --url)
-  --no-progress       no progress bars
-  --help              this text`;
+export const USAGE = `usage: npm run loadtest -- --scenario <stream|fanout|connections|capacity> [options]
+       npm run bench:fanout -- [--broker memory|redis|both] [--subscribers N]
+
+  --scenario NAME       stream | fanout | connections | capacity
+  --url BASE            server base URL; repeat for replicas (subscribers round-robin, publishes
+                        round-robin, /metrics read from each). Default: config/loadtest.yaml or
+                        LOADTEST_URL (http://127.0.0.1:24856)
+  --subscribers N       fanout, capacity, connections: open streams
+  --rate R              fanout: events published per second (open loop); capacity: first step
+  --duration S          seconds measured (stream, fanout; capacity: per step)
+  --warmup S            fanout, capacity: seconds published before measuring (default 1)
+  --connections N       stream: concurrent connections; fanout, capacity: publishes in flight at most
+  --workers N           fanout, capacity: subscriber processes (default: 1 per 1000, at most 1 per CPU)
+  --p99-target-ms MS    capacity: the delivery p99 a sustained rate must keep (default 250)
+  --max-rate R          capacity: highest rate tried (default 100000)
+  --threshold EXPR      fail (exit 99) unless a figure passes, e.g. 'delivery_p99_ms<250'; repeatable
+  --rounds N            run N times; figures are medians with min-max (default 1)
+  --compare FILE        this run's figures beside an earlier report's: change, and whether it is
+                        outside both runs' spread; also writes a comparison chart
+  --broker KIND         bench: memory | redis | both (redis starts redis-server on a random port)
+  --out DIR             where reports go (default loadtest/results)
+  --json                print the report as JSON on stdout (everything else on stderr)
+  --bench               the fan-out benchmark (npm run bench:fanout)
+  --no-progress         no progress bars (they only show on a terminal anyway)
+  --help                this text
+
+exit codes: 0 done, 1 failed (unreachable, lost or duplicated events), 2 bad flags,
+            3 harness-limited, 99 a threshold failed`;
 
 class UsageError extends Error {}
 
@@ -37,8 +67,15 @@ function positive(name: string, raw: string | undefined): number | undefined {
   return Number(raw);
 }
 
+function nonNegative(name: string, raw: string | undefined): number | undefined {
+  if (raw === undefined) return undefined;
+  if (!/^\d+(\.\d+)?$/.test(raw))
+    throw new UsageError(`--${name} must be a number >= 0, got "${raw}"`);
+  return Number(raw);
+}
+
 function parse(argv: string[]) {
-  let values: Record<string, string | boolean | undefined>;
+  let values: Record<string, string | string[] | boolean | undefined>;
   try {
     ({ values } = parseArgs({
       args: argv,
@@ -46,11 +83,18 @@ function parse(argv: string[]) {
       allowPositionals: false,
       options: {
         scenario: { type: 'string' },
-        url: { type: 'string' },
+        url: { type: 'string', multiple: true },
         connections: { type: 'string' },
         duration: { type: 'string' },
+        warmup: { type: 'string' },
         rate: { type: 'string' },
         subscribers: { type: 'string' },
+        workers: { type: 'string' },
+        'p99-target-ms': { type: 'string' },
+        'max-rate': { type: 'string' },
+        threshold: { type: 'string', multiple: true },
+        rounds: { type: 'string' },
+        broker: { type: 'string' },
         out: { type: 'string' },
         compare: { type: 'string' },
         json: { type: 'boolean' },
@@ -64,27 +108,46 @@ function parse(argv: string[]) {
   }
   const scenario = values.scenario as string | undefined;
   if (!values.help && scenario === undefined) throw new UsageError('--scenario is required');
-  if (scenario !== undefined && !['stream', 'fanout', 'connections'].includes(scenario)) {
-    throw new UsageError(`unknown scenario "${scenario}" (stream, fanout, connections)`);
+  if (scenario !== undefined && !(SCENARIOS as readonly string[]).includes(scenario)) {
+    throw new UsageError(`unknown scenario "${scenario}" (${SCENARIOS.join(', ')})`);
   }
   if (values.bench && scenario !== 'fanout')
     throw new UsageError('--bench goes with --scenario fanout');
-  if (values.url !== undefined) {
+  const urls = (values.url as string[] | undefined) ?? [];
+  for (const url of urls) {
     try {
-      const u = new URL(values.url as string);
+      const u = new URL(url);
       if (!/^https?:$/.test(u.protocol)) throw new Error();
     } catch {
-      throw new UsageError(`--url must be an http(s) URL, got "${values.url}"`);
+      throw new UsageError(`--url must be an http(s) URL, got "${url}"`);
     }
+  }
+  const broker = values.broker as string | undefined;
+  if (broker !== undefined && !['memory', 'redis', 'both'].includes(broker)) {
+    throw new UsageError(`--broker must be memory, redis or both, got "${broker}"`);
+  }
+  if (broker !== undefined && !values.bench) throw new UsageError('--broker goes with --bench');
+  let thresholds: Threshold[];
+  try {
+    thresholds = ((values.threshold as string[] | undefined) ?? []).map(parseThreshold);
+  } catch (err) {
+    throw new UsageError((err as Error).message);
   }
   return {
     help: Boolean(values.help),
-    scenario: scenario as 'stream' | 'fanout' | 'connections',
-    url: values.url as string | undefined,
+    scenario: scenario as (typeof SCENARIOS)[number],
+    urls,
     connections: positive('connections', values.connections as string | undefined),
     duration: positive('duration', values.duration as string | undefined),
+    warmup: nonNegative('warmup', values.warmup as string | undefined),
     rate: positive('rate', values.rate as string | undefined),
     subscribers: positive('subscribers', values.subscribers as string | undefined),
+    workers: positive('workers', values.workers as string | undefined),
+    p99TargetMs: positive('p99-target-ms', values['p99-target-ms'] as string | undefined),
+    maxRate: positive('max-rate', values['max-rate'] as string | undefined),
+    rounds: positive('rounds', values.rounds as string | undefined) ?? 1,
+    thresholds,
+    broker: (broker ?? 'memory') as Broker,
     out: values.out as string | undefined,
     compare: values.compare as string | undefined,
     json: Boolean(values.json),
@@ -106,8 +169,59 @@ async function reachable(base: string): Promise<string | null> {
   }
 }
 
+type Args = ReturnType<typeof parse>;
+type Partial = Omit<Report, 'environment' | 'startedAt'>;
+
+function runOnce(args: Args, config: LoadtestConfig, bases: string[], progress: boolean) {
+  const subscribers = args.subscribers ?? config.fanout.subscribers;
+  const workers = args.workers ?? defaultWorkers(subscribers);
+  if (args.scenario === 'stream') {
+    return runStream({
+      base: bases[0]!,
+      connections: args.connections ?? config.stream.connections,
+      duration: args.duration ?? config.stream.duration,
+      progress,
+    });
+  }
+  if (args.scenario === 'fanout') {
+    return runFanout({
+      ...config.fanout,
+      bases,
+      subscribers,
+      workers,
+      rate: args.rate ?? config.fanout.rate,
+      duration: args.duration ?? config.fanout.duration,
+      warmup: args.warmup ?? config.fanout.warmup,
+      connections: args.connections ?? config.fanout.connections,
+      token: config.token,
+      progress,
+    });
+  }
+  if (args.scenario === 'capacity') {
+    return runCapacity({
+      ...config.fanout,
+      bases,
+      subscribers,
+      workers,
+      p99TargetMs: args.p99TargetMs ?? 250,
+      startRate: args.rate ?? 50,
+      maxRate: args.maxRate ?? 100_000,
+      stepSeconds: args.duration ?? 4,
+      warmup: args.warmup ?? config.fanout.warmup,
+      connections: args.connections ?? Math.max(32, config.fanout.connections),
+      token: config.token,
+    });
+  }
+  return runConnections({
+    ...config.connections,
+    base: bases[0]!,
+    subscribers: args.subscribers ?? config.connections.subscribers,
+    progress,
+  });
+}
+
 async function main(argv: string[]): Promise<number> {
-  let args: ReturnType<typeof parse>;
+  let args: Args;
   try {
     args = parse(argv);
   } catch (err) {
@@ -121,7 +235,7 @@ async function main(argv: string[]): Promise<number> {
   }
   let config: LoadtestConfig;
   try {
-    config = loadLoadtestConfig(process.env, { url: args.url, out: args.out });
+    config = loadLoadtestConfig(process.env, { url: args.urls[0], out: args.out });
   } catch (err) {
     if (!(err instanceof ConfigError)) throw err;
     process.stderr.write(`loadtest: config error: ${err.message}\n`);
@@ -131,53 +245,74 @@ async function main(argv: string[]): Promise<number> {
   if (old === null) return 2;
   const progress = args.progress && process.stderr.isTTY === true;
 
-  if (args.bench) return runBench({ url: args.url, config, out: config.out, progress });
+  if (args.bench) {
+    return runBench({
+      urls: args.urls,
+      config,
+      out: config.out,
+      progress,
+      broker: args.broker,
+      subscribers: args.subscribers,
+      workers: args.workers,
+      p99TargetMs: args.p99TargetMs ?? 250,
+    });
+  }
 
-  const base = config.url.replace(/\/+$/, '');
-  const unreachable = await reachable(base);
-  if (unreachable !== null) {
-    process.stderr.write(`loadtest: cannot reach ${base}: ${unreachable}\n`);
-    return 1;
+  const bases = (args.urls.length > 0 ? args.urls : [config.url]).map((u) => u.replace(/\/+$/, ''));
+  for (const base of bases) {
+    const unreachable = await reachable(base);
+    if (unreachable !== null) {
+      process.stderr.write(`loadtest: cannot reach ${base}: ${unreachable}\n`);
+      return 1;
+    }
   }
   const startedAt = new Date().toISOString();
-  let partial: Omit<Report, 'environment' | 'startedAt'>;
-  if (args.scenario === 'stream') {
-    partial = await runStream({
-      base,
-      connections: args.connections ?? config.stream.connections,
-      duration: args.duration ?? config.stream.duration,
-      progress,
-    });
-  } else if (args.scenario === 'fanout') {
-    partial = await runFanout({
-      ...config.fanout,
-      base,
-      subscribers: args.subscribers ?? config.fanout.subscribers,
-      rate: args.rate ?? config.fanout.rate,
-      duration: args.duration ?? config.fanout.duration,
-      connections: args.connections ?? config.fanout.connections,
-      token: config.token,
-      progress,
-    });
-  } else {
-    partial = await runConnections({
-      ...config.connections,
-      base,
-      subscribers: args.subscribers ?? config.connections.subscribers,
-      progress,
-    });
+  const rounds: Partial[] = [];
+  for (let i = 0; i < args.rounds; i++) {
+    if (args.rounds > 1) log(`round ${i + 1} of ${args.rounds}`);
+    rounds.push(await runOnce(args, config, bases, progress));
   }
-  const report: Report = { ...partial, startedAt, environment: environment() };
+  const last = rounds.at(-1)!;
+  const report: Report = { ...last, startedAt, environment: environment() };
+  if (args.rounds > 1) {
+    const { figures, spread } = aggregate(rounds.map((r) => r.figures));
+    report.figures = figures;
+    report.spread = spread;
+    report.rounds = args.rounds;
+    report.warnings = rounds.flatMap((r, i) => r.warnings.map((w) => `round ${i + 1}: ${w}`));
+    report.harnessLimited = rounds.flatMap((r, i) =>
+      (r.harnessLimited ?? []).map((w) => `round ${i + 1}: ${w}`),
+    );
+  }
   const files = await writeReport(report, config.out);
-  const log = (s: string) => process.stderr.write(`${s}\n`);
   const out = args.json ? log : (s: string) => process.stdout.write(`${s}\n`);
-  out(`\n${report.scenario} against ${report.target}\n${figuresTable(report.figures)}`);
-  for (const w of report.warnings) log(`\n!!! ${w} !!!`);
-  if (old) out(`\n${compareReports(old, report)}`);
+  out(
+    `\n${report.scenario} against ${report.target}\n${figuresTable(report.figures, report.spread)}`,
+  );
+  for (const w of report.warnings) log(red(`\n!!! ${w} !!!`));
+  if (old) {
+    out(`\n${compareReports(old, report)}`);
+    const names = Object.keys(report.figures).filter(
+      (k) => k in old.figures && /(_p99_ms|_per_s)$/.test(k),
+    );
+    const svg = files.svg.replace(/\.svg$/, '-compare.svg');
+    writeFileSync(svg, await renderComparison(old, report, names));
+    log(`comparison chart: ${svg}`);
+  }
   log(`\nreport: ${files.markdown}\n        ${files.json}\n        ${files.svg}`);
   if (args.json) process.stdout.write(`${JSON.stringify(report)}\n`);
+  const limited = (report.harnessLimited ?? []).length > 0;
+  if (limited) log(yellow('\nHARNESS-LIMITED: the load generator may have set these figures'));
+  const verdicts = evaluate(args.thresholds, report.figures);
+  if (verdicts.length > 0) {
+    const text = formatVerdicts(verdicts);
+    log(`\nthresholds:\n${verdicts.every((v) => v.ok) ? green(text) : red(text)}`);
+  }
   const lostOrDup = (report.figures.lost ?? 0) + (report.figures.duplicated ?? 0);
-  return lostOrDup > 0 ? 1 : 0;
+  if (lostOrDup > 0) return 1;
+  if (verdicts.some((v) => !v.ok)) return THRESHOLD_FAILED_EXIT;
+  if (limited) return HARNESS_LIMITED_EXIT;
+  return 0;
 }
 
 function readReportOrNull(path: string): Report | null {

@@ -43,13 +43,27 @@ function brokenStreamServer(mode: 'short' | 'cut'): http.Server {
   });
 }
 
-/** A fan-out peer that skips delivering one event (id 3) to every subscriber. */
-function droppingServer(): http.Server {
-  const subs = new Set<http.ServerResponse>();
+/**
+ * A fan-out peer with opaque string ids. `drop`: skips delivering the third event to every
+ * subscriber. `swap`: holds each odd event back and delivers it after the next one (out of order,
+ * nothing lost). `slowMs`: answers publishes that late.
+ */
+interface Hub {
+  subs: Set<http.ServerResponse>;
+  /** Subscribe and publish requests each server instance answered. */
+  served: Map<http.Server, { subscribes: number; publishes: number }>;
+}
+const newHub = (): Hub => ({ subs: new Set(), served: new Map() });
+
+function fanoutPeer(mode: 'drop' | 'swap' | 'ok', slowMs = 0, hub: Hub = newHub()): http.Server {
+  const subs = hub.subs;
   let id = 0;
-  return http.createServer((req, res) => {
+  let held: string | null = null;
+  const served = { subscribes: 0, publishes: 0 };
+  const server = http.createServer((req, res) => {
     if (req.url === '/healthz' || req.url === '/metrics') return void res.end('');
     if (req.method === 'GET') {
+      served.subscribes++;
       res.writeHead(200, { 'Content-Type': 'text/event-stream' });
       res.write('retry: 1000\n\n');
       subs.add(res);
@@ -61,13 +75,26 @@ function droppingServer(): http.Server {
       body += c;
     });
     req.on('end', () => {
+      served.publishes++;
       const { data } = JSON.parse(body) as { data: unknown };
       id++;
-      if (id !== 3) for (const s of subs) s.write(`data: ${JSON.stringify(data)}\nid: ${id}\n\n`);
-      res.writeHead(202, { 'Content-Type': 'application/json' });
-      res.end(JSON.stringify({ ids: [id], subscribers: subs.size }));
+      const frame = `data: ${JSON.stringify(data)}\nid: ev-${id.toString(36)}-x\n\n`;
+      let out = '';
+      if (mode === 'drop') out = id === 3 ? '' : frame;
+      else if (mode === 'swap' && held === null && id % 2 === 1) held = frame;
+      else {
+        out = frame + (held ?? '');
+        held = null;
+      }
+      for (const s of subs) if (out) s.write(out);
+      setTimeout(() => {
+        res.writeHead(202, { 'Content-Type': 'application/json' });
+        res.end(JSON.stringify({ ids: [`ev-${id}`], subscribers: subs.size }));
+      }, slowMs);
     });
   });
+  hub.served.set(server, served);
+  return server;
 }
 
 async function listen(server: http.Server): Promise<string> {
@@ -161,13 +188,16 @@ describe('load-test harness', () => {
         '20',
         '--duration',
         '1',
+        '--workers',
+        '2',
         '--out',
         dir,
         '--json',
       ],
       { SSE_PUBLISH_TOKEN: 'lt' },
     );
-    assert.equal(r.code, 0, r.stderr);
+    // On a busy machine the harness may lag (exit 3, harness-limited); the figures still count.
+    assert.ok(r.code === 0 || r.code === 3, r.stderr);
     const report = JSON.parse(r.stdout.trim().split('\n').at(-1)!) as Report;
     const f = report.figures;
     assert.equal(f.subscribers_open, 5);
@@ -175,12 +205,17 @@ describe('load-test harness', () => {
     assert.equal(f.deliveries, Number(f.published) * 5);
     assert.equal(f.lost, 0);
     assert.equal(f.duplicated, 0);
-    assert.ok(Number(f.delivery_latency_p99_ms) > 0);
+    assert.ok(Number(f.delivery_p99_ms) > 0);
+    assert.equal(f.publish_offered_per_s, 20);
+    assert.ok(Number(f.publish_latency_p99_ms) > 0);
+    assert.ok(f.harness_worker0_event_loop_p99_ms !== undefined);
+    assert.ok(f.harness_worker1_cpu_pct !== undefined, 'two workers with --workers 2');
+    assert.equal(f.harness_limited, r.code === 3 ? 1 : 0);
     assert.ok(f.server_fanout_p99_ms !== null);
   });
 
   test('fanout: a server that drops an event is caught, loudly, with exit 1', async () => {
-    const server = droppingServer();
+    const server = fanoutPeer('drop');
     const base = await listen(server);
     try {
       const r = await harness([
@@ -194,6 +229,8 @@ describe('load-test harness', () => {
         '10',
         '--duration',
         '1',
+        '--warmup',
+        '0',
         '--out',
         join(out, 'drop'),
         '--json',
@@ -247,13 +284,211 @@ describe('load-test harness', () => {
     ]);
     assert.equal(r.code, 0, r.stderr);
     assert.match(r.stdout, /compare stream: /);
-    assert.match(r.stdout, /\| streams_per_s +\| +[\d.]+ \| +[\d.]+ \| +[+-][\d.]+% \|/);
+    assert.match(
+      r.stdout,
+      /\| streams_per_s +\| +[\d.]+\/s \| +[\d.]+\/s \| +[+-][\d.]+% \| +no spread \|/,
+    );
+    assert.ok(readdirSync(join(out, 'cmp')).some((f) => f.endsWith('-compare.svg')));
     const base = JSON.parse(readFileSync(old, 'utf8')) as Report;
     const text = compareReports(
       { ...base, figures: { a_per_s: 100, b: 0 } },
       { ...base, figures: { a_per_s: 150, b: 0 } },
     );
-    assert.match(text, /\| a_per_s \| +100\.0 \| +150\.0 \| +\+50\.0% \|/);
+    assert.match(text, /\| a_per_s \| +100\.0\/s \| +150\.0\/s \| +\+50\.0% \| +no spread \|/);
+    const spread = (lo: number, hi: number) => ({
+      rounds: 3,
+      spread: { a_per_s: [lo, hi] as [number, number] },
+    });
+    const outside = compareReports(
+      { ...base, figures: { a_per_s: 100 }, ...spread(95, 105) },
+      { ...base, figures: { a_per_s: 150 }, ...spread(140, 160) },
+    );
+    assert.match(outside, /OUTSIDE spread/);
+    const within = compareReports(
+      { ...base, figures: { a_per_s: 100 }, ...spread(80, 130) },
+      { ...base, figures: { a_per_s: 120 }, ...spread(90, 140) },
+    );
+    assert.match(within, /within spread/);
+  });
+
+  test('fanout: events arriving out of order, with opaque ids, are neither lost nor duplicated', async () => {
+    const server = fanoutPeer('swap');
+    const base = await listen(server);
+    try {
+      const r = await harness([
+        '--scenario',
+        'fanout',
+        '--url',
+        base,
+        '--subscribers',
+        '3',
+        '--rate',
+        '10',
+        '--duration',
+        '1',
+        '--warmup',
+        '0',
+        '--out',
+        join(out, 'swap'),
+        '--json',
+      ]);
+      const report = JSON.parse(r.stdout.trim().split('\n').at(-1)!) as Report;
+      assert.equal(report.figures.duplicated, 0, r.stderr);
+      // The last odd event may still be held back when the run ends: at most one per subscriber.
+      assert.ok(Number(report.figures.lost) <= 3, r.stderr);
+      assert.ok(Number(report.figures.deliveries) >= Number(report.figures.published) * 3 - 3);
+    } finally {
+      server.closeAllConnections();
+      server.close();
+    }
+  });
+
+  test('--url twice: subscribers and publishes go round-robin to both replicas', async () => {
+    const hub = newHub();
+    const servers = [fanoutPeer('ok', 0, hub), fanoutPeer('ok', 0, hub)];
+    const bases = await Promise.all(servers.map(listen));
+    try {
+      const r = await harness([
+        '--scenario',
+        'fanout',
+        '--url',
+        bases[0]!,
+        '--url',
+        bases[1]!,
+        '--subscribers',
+        '4',
+        '--rate',
+        '10',
+        '--duration',
+        '1',
+        '--warmup',
+        '0',
+        '--out',
+        join(out, 'replicas'),
+        '--json',
+      ]);
+      const report = JSON.parse(r.stdout.trim().split('\n').at(-1)!) as Report;
+      assert.equal(report.figures.lost, 0, r.stderr);
+      assert.equal(report.target, bases.join(' '));
+      for (const s of servers) {
+        const served = hub.served.get(s)!;
+        assert.equal(served.subscribes, 2);
+        assert.ok(served.publishes >= 4, `publishes ${served.publishes}`);
+      }
+    } finally {
+      for (const s of servers) {
+        s.closeAllConnections();
+        s.close();
+      }
+    }
+  });
+
+  test('a failed --threshold exits 99 and prints the verdict last; --rounds gives min-max', async () => {
+    const r = await harness(
+      [
+        '--scenario',
+        'fanout',
+        '--url',
+        t.base,
+        '--subscribers',
+        '2',
+        '--rate',
+        '10',
+        '--duration',
+        '1',
+        '--warmup',
+        '0',
+        '--rounds',
+        '2',
+        '--threshold',
+        'delivery_p99_ms<0.000001',
+        '--threshold',
+        'lost==0',
+        '--out',
+        join(out, 'thr'),
+        '--json',
+      ],
+      { SSE_PUBLISH_TOKEN: 'lt' },
+    );
+    assert.equal(r.code, 99, r.stderr);
+    const lines = r.stderr.trim().split('\n');
+    assert.match(lines.at(-2)!, /^FAIL delivery_p99_ms<0\.000001 \(delivery_p99_ms = [\d.]+ ms\)$/);
+    assert.match(lines.at(-1)!, /^PASS lost==0/);
+    const report = JSON.parse(r.stdout.trim().split('\n').at(-1)!) as Report;
+    assert.equal(report.rounds, 2);
+    const [min, max] = report.spread!.delivery_p99_ms!;
+    assert.ok(
+      min <= Number(report.figures.delivery_p99_ms) &&
+        Number(report.figures.delivery_p99_ms) <= max,
+    );
+  });
+
+  test('a publisher held back by slow answers marks the run harness-limited, exit 3', async () => {
+    const server = fanoutPeer('ok', 300);
+    const base = await listen(server);
+    try {
+      const r = await harness([
+        '--scenario',
+        'fanout',
+        '--url',
+        base,
+        '--subscribers',
+        '1',
+        '--rate',
+        '20',
+        '--duration',
+        '1',
+        '--warmup',
+        '0',
+        '--connections',
+        '1',
+        '--out',
+        join(out, 'slow'),
+        '--json',
+      ]);
+      assert.equal(r.code, 3, r.stderr);
+      const report = JSON.parse(r.stdout.trim().split('\n').at(-1)!) as Report;
+      assert.ok(Number(report.figures.publish_achieved_per_s) < 0.98 * 20);
+      assert.ok(Number(report.figures.publish_skipped) > 0);
+      assert.equal(report.figures.lost, 0, 'skipped publishes are not expected anywhere');
+      assert.match(r.stderr, /HARNESS-LIMITED: achieved publish rate/);
+    } finally {
+      server.closeAllConnections();
+      server.close();
+    }
+  });
+
+  test('capacity: steps the rate up and reports the highest sustained rate', async () => {
+    const r = await harness(
+      [
+        '--scenario',
+        'capacity',
+        '--url',
+        t.base,
+        '--subscribers',
+        '2',
+        '--rate',
+        '10',
+        '--max-rate',
+        '20',
+        '--duration',
+        '1',
+        '--warmup',
+        '0',
+        '--out',
+        join(out, 'cap'),
+        '--json',
+      ],
+      { SSE_PUBLISH_TOKEN: 'lt' },
+    );
+    const report = JSON.parse(r.stdout.trim().split('\n').at(-1)!) as Report;
+    assert.equal(report.scenario, 'capacity');
+    assert.deepEqual(
+      report.series.capacity?.map((p) => p.rate),
+      [10, 20],
+    );
+    assert.ok(Number(report.figures.capacity_events_per_s) > 0, r.stderr);
+    assert.equal(report.figures.lost, 0);
   });
 
   test('a bad flag exits 2 with usage; an unreachable target exits 1 with one line', async () => {
@@ -263,6 +498,9 @@ describe('load-test harness', () => {
     assert.match(bad.stderr, /usage: npm run loadtest/);
     const flag = await harness(['--scenario', 'stream', '--bogus']);
     assert.equal(flag.code, 2);
+    const thr = await harness(['--scenario', 'fanout', '--threshold', 'p99 under 5']);
+    assert.equal(thr.code, 2);
+    assert.match(thr.stderr, /--threshold must look like/);
     const port = await freePort();
     const down = await harness(['--scenario', 'stream', '--url', `http://127.0.0.1:${port}`]);
     assert.equal(down.code, 1);

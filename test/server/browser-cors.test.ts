@@ -129,7 +129,7 @@ describe('CORS headers on every answer', () => {
     ['POST on a stream route', 'POST', '/sse/test', 405],
     ['bad channel name', 'GET', '/sse/channels/bad%20name?access_token=s3cret', 400],
     ['missing subscribe token', 'GET', '/sse/channels/news', 401],
-    ['publish: not JSON', 'POST', '/channels/news/events', 400, '{nope'],
+    ['publish: not application/json', 'POST', '/channels/news/events', 415, '{nope'],
     ['publish: GET', 'GET', '/channels/news/events', 405],
   ];
   for (const [name, method, path, status, body] of cases) {

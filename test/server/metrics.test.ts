@@ -329,6 +329,11 @@ describe('server metrics', () => {
       reason: ['max_connections', 'per_ip_limit', 'unauthorized', 'bad_request'],
       op: ['publish', 'replay', 'join', 'read'],
       method: ['GET', 'HEAD', 'POST', 'OPTIONS'],
+      // http_sse_build_info: one fixed pair per process
+      version: [
+        (JSON.parse(readFileSync(`${ROOT}package.json`, 'utf8')) as { version: string }).version,
+      ],
+      node_version: [process.version],
     };
     for (const line of text.split('\n')) {
       if (!line.startsWith('sse_') && !line.startsWith('http_')) continue;

@@ -29,8 +29,15 @@ export interface Report {
     latencyLabel: string;
     throughput: { second: number; value: number }[];
     throughputLabel: string;
+    /** capacity: delivery p99 at each publish rate tried. */
+    capacity?: { rate: number; p99: number | null; ok: boolean; server?: string }[];
   };
   warnings: string[];
+  /** Why the harness, not the server, may have set the figures (empty: it did not). */
+  harnessLimited?: string[];
+  /** --rounds N: figures are medians; [min, max] of each over the rounds. */
+  rounds?: number;
+  spread?: Record<string, [number, number]>;
 }
 
 function gitCommit(): string | null {
@@ -57,23 +64,46 @@ export function environment(): Report['environment'] {
   };
 }
 
+/** `k=v, ...` of the run's parameters (also in the chart titles). */
+export function parameterLine(report: Pick<Report, 'parameters'>): string {
+  return Object.entries(report.parameters)
+    .filter(([k]) => k !== 'channel')
+    .map(([k, v]) => `${k}=${v}`)
+    .join(', ');
+}
+
 export function markdown(report: Report, files: { json: string; svg: string }): string {
   const lines = [
     `# Load test: ${report.scenario}`,
     '',
     `- Target: ${report.target}`,
     `- Started: ${report.startedAt}`,
-    `- Parameters: ${Object.entries(report.parameters)
-      .map(([k, v]) => `${k}=${v}`)
-      .join(', ')}`,
+    `- Parameters: ${parameterLine(report)}`,
+    ...(report.rounds && report.rounds > 1
+      ? [`- ${report.rounds} rounds: figures are medians, min - max beside them`]
+      : []),
     `- Node ${report.environment.node}, ${report.environment.cpus} x ${report.environment.cpuModel}, commit ${report.environment.gitCommit?.slice(0, 12) ?? 'unknown'}`,
     `- ${report.environment.note}`,
     '',
-    '| figure | value |',
-    '|---|---|',
-    ...Object.entries(report.figures).map(([k, v]) => `| ${k} | ${formatFigure(k, v)} |`),
+    '| figure | value | min - max |',
+    '|---|---|---|',
+    ...Object.entries(report.figures).map(([k, v]) => {
+      const s = report.spread?.[k];
+      const range = s ? `${formatFigure(k, s[0])} - ${formatFigure(k, s[1])}` : '';
+      return `| ${k} | ${formatFigure(k, v)} | ${range} |`;
+    }),
     '',
   ];
+  if (report.harnessLimited && report.harnessLimited.length > 0) {
+    lines.push(
+      '## Harness-limited',
+      '',
+      'The load generator, not (only) the server, may have set these figures:',
+      '',
+      ...report.harnessLimited.map((w) => `- ${w}`),
+      '',
+    );
+  }
   if (report.warnings.length > 0) {
     lines.push('## Warnings', '', ...report.warnings.map((w) => `- **${w}**`), '');
   }

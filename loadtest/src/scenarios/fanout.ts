@@ -1,19 +1,27 @@
-// `fanout`, the critical write path: N subscribers (the project's client library) hold a channel
-// open while autocannon publishes at a fixed rate; payloads carry their publish time, so the
-// subscribers measure delivery latency, and every subscriber is checked for lost or duplicated
-// events. The server's own fan-out histogram and memory come from its /metrics.
+// `fanout`, the critical write path: N subscribers (the project's client library, spread over
+// worker processes) hold a channel open while a separate publisher process publishes open-loop at
+// a fixed rate. Every event's data carries its publish time and a sequence number: the workers
+// measure delivery latency and count each subscriber's events by sequence number (lost,
+// duplicated). The server's fan-out histogram, CPU and memory come from each target's /metrics.
 import { SingleBar } from 'cli-progress';
-import { runCannon } from '../cannon.ts';
-import type { Report } from '../report/report.ts';
-import { delta, histogramQuantile, sample, scrapeMetrics } from '../server-metrics.ts';
-import { SubscriberPool } from '../subscribers.ts';
+import { FanoutRig, type StepResult } from '../fanout/rig.ts';
+import type { Figures, Report } from '../report/report.ts';
+import {
+  delta,
+  histogramQuantile,
+  type Samples,
+  sample,
+  scrapeMetrics,
+} from '../server-metrics.ts';
 
 export interface FanoutOptions {
-  base: string;
+  bases: string[];
   subscribers: number;
   rate: number;
   duration: number;
+  warmup: number;
   connections: number;
+  workers: number;
   channel: string;
   payloadBytes: number;
   drainMs: number;
@@ -21,181 +29,191 @@ export interface FanoutOptions {
   progress: boolean;
 }
 
-export function progressBar(label: string, total: number, enabled: boolean) {
+/** A progress bar on stderr when `enabled` (a terminal); nothing otherwise. */
+export function progressBar(label: string, total: number, enabled: boolean, extra = '') {
   const bar = new SingleBar({
-    format: `${label} [{bar}] {value}/{total} {duration_formatted}`,
+    format: `${label} [{bar}] {value}/{total} {duration_formatted} ${extra}`,
     stream: process.stderr,
     noTTYOutput: false,
     hideCursor: true,
     clearOnComplete: false,
   });
-  if (enabled) bar.start(total, 0);
+  if (enabled) bar.start(total, 0, { deliveries: 0 });
   return {
-    update: (n: number) => enabled && bar.update(n),
+    update: (n: number, payload?: Record<string, unknown>) => enabled && bar.update(n, payload),
     stop: () => enabled && bar.stop(),
   };
+}
+
+/** Sums one sample over the scrapes of every target (null when no target has it). */
+function sumDelta(before: (Samples | null)[], after: (Samples | null)[], key: string) {
+  let total: number | null = null;
+  before.forEach((b, i) => {
+    const d = delta(b, after[i] ?? null, key);
+    if (d !== null) total = (total ?? 0) + d;
+  });
+  return total;
+}
+
+function sumSample(s: (Samples | null)[], key: string) {
+  let total: number | null = null;
+  for (const x of s) {
+    const v = sample(x, key);
+    if (v !== null) total = (total ?? 0) + v;
+  }
+  return total;
+}
+
+export const scrapeAll = (bases: string[]) => Promise.all(bases.map((b) => scrapeMetrics(b)));
+
+/** The figures of one step, common to `fanout`, `capacity` and the bench. */
+export function stepFigures(
+  r: StepResult,
+  before: (Samples | null)[],
+  after: (Samples | null)[],
+): Figures {
+  const cpu = sumDelta(before, after, 'process_cpu_seconds_total');
+  const fanoutCount = sumDelta(before, after, 'sse_fanout_duration_seconds_count');
+  const fanoutSum = sumDelta(before, after, 'sse_fanout_duration_seconds_sum');
+  const ms = (s: number | null) => (s === null ? null : s * 1000);
+  const q = (p: number) =>
+    after.length === 1
+      ? ms(histogramQuantile(before[0] ?? null, after[0] ?? null, 'sse_fanout_duration_seconds', p))
+      : null;
+  const f: Figures = {
+    publish_offered_per_s: r.publish.offeredPerS,
+    publish_achieved_per_s: r.publish.achievedPerS,
+    published: r.publish.accepted,
+    publish_skipped: r.publish.skipped,
+    publish_errors: r.publish.failed,
+    publish_latency_p50_ms: r.publishLatencyMs?.p50 ?? null,
+    publish_latency_p99_ms: r.publishLatencyMs?.p99 ?? null,
+    deliveries: r.deliveries,
+    deliveries_expected: r.expected,
+    deliveries_per_s: r.deliveriesPerS,
+    delivery_p50_ms: r.deliveryLatencyMs?.p50 ?? null,
+    delivery_p90_ms: r.deliveryLatencyMs?.p90 ?? null,
+    delivery_p99_ms: r.deliveryLatencyMs?.p99 ?? null,
+    delivery_p999_ms: r.deliveryLatencyMs?.p999 ?? null,
+    delivery_max_ms: r.deliveryLatencyMs?.max ?? null,
+    lost: r.lost,
+    duplicated: r.duplicated,
+    server_fanout_p50_ms: q(0.5),
+    server_fanout_p99_ms: q(0.99),
+    server_fanout_mean_ms:
+      fanoutCount && fanoutSum !== null ? (fanoutSum / fanoutCount) * 1000 : null,
+    // Server CPU (all targets) while publishing and draining, over the deliveries counted (the
+    // same denominator for any server, whatever its own metrics).
+    server_cpu_per_delivery_ms:
+      cpu !== null && r.deliveries > 0 ? (cpu * 1000) / r.deliveries : null,
+    server_rss_after_bytes: sumSample(after, 'process_resident_memory_bytes'),
+    harness_publisher_cpu_pct: r.publish.load.cpuPct,
+    harness_publisher_event_loop_p99_ms: r.publish.load.eventLoopP99Ms,
+  };
+  r.workers.forEach((w, i) => {
+    f[`harness_worker${i}_cpu_pct`] = w.cpuPct;
+    f[`harness_worker${i}_event_loop_p99_ms`] = w.eventLoopP99Ms;
+  });
+  f.harness_event_loop_p99_max_ms = Math.max(
+    r.publish.load.eventLoopP99Ms,
+    ...r.workers.map((w) => w.eventLoopP99Ms),
+  );
+  f.harness_worker_cpu_max_pct = Math.max(0, ...r.workers.map((w) => w.cpuPct));
+  f.harness_limited = r.harnessLimited.length > 0 ? 1 : 0;
+  return f;
+}
+
+export function stepWarnings(r: StepResult, rig: FanoutRig): string[] {
+  const warnings: string[] = [];
+  if (r.lost > 0 || r.duplicated > 0) {
+    warnings.push(`EVENTS LOST: ${r.lost}, DUPLICATED: ${r.duplicated} (both must be 0)`);
+  }
+  if (rig.failed > 0) {
+    warnings.push(
+      `${rig.failed} subscriber(s) failed to connect: ${JSON.stringify(rig.openErrors)}`,
+    );
+  }
+  if (r.publish.failed > 0) {
+    warnings.push(
+      `${r.publish.failed} publish request(s) failed: ${JSON.stringify(r.publish.errors)}`,
+    );
+  }
+  for (const l of r.harnessLimited) warnings.push(`HARNESS-LIMITED: ${l}`);
+  return warnings;
 }
 
 export async function runFanout(
   options: FanoutOptions,
 ): Promise<Omit<Report, 'environment' | 'startedAt'>> {
-  // A fresh channel per run: no history from earlier runs, ids counted from its first event.
+  // A fresh channel per run: no history from earlier runs.
   const channel = `${options.channel}-${Date.now().toString(36)}`;
-  const before = await scrapeMetrics(options.base);
-  const pool = new SubscriberPool();
-  const bar = progressBar('subscribers', options.subscribers, options.progress);
+  const before = await scrapeAll(options.bases);
+  const log = (s: string) => process.stderr.write(`${s}\n`);
+  log(`opening ${options.subscribers} subscribers over ${options.workers} worker process(es)`);
   const openStarted = performance.now();
-  await pool.open({
-    url: `${options.base}/sse/channels/${channel}`,
-    count: options.subscribers,
-    onProgress: bar.update,
+  const rig = await FanoutRig.start({
+    bases: options.bases,
+    channel,
+    subscribers: options.subscribers,
+    workers: options.workers,
   });
-  bar.stop();
-  const openSeconds = (performance.now() - openStarted) / 1000;
-  const idle = await scrapeMetrics(options.base);
-
-  let seq = 0;
-  let minId = Number.POSITIVE_INFINITY;
-  let maxId = 0;
-  let ids = 0;
-  const pad = 'x'.repeat(options.payloadBytes);
-  pool.startRecording();
-  const { result: r } = await runCannon(
-    {
-      url: `${options.base}/channels/${channel}/events`,
-      method: 'POST',
-      connections: options.connections,
-      overallRate: options.rate,
-      duration: options.duration,
-      headers: {
-        'content-type': 'application/json',
-        ...(options.token ? { authorization: `Bearer ${options.token}` } : {}),
-      },
-      requests: [
-        {
-          setupRequest: (req) => {
-            const ts = performance.timeOrigin + performance.now();
-            req.body = JSON.stringify({ data: { ts, seq: seq++, pad } });
-            return req;
-          },
-          onResponse: (status, body) => {
-            if (status !== 202) return;
-            for (const id of (JSON.parse(body) as { ids: number[] }).ids) {
-              ids++;
-              if (id < minId) minId = id;
-              if (id > maxId) maxId = id;
-            }
-          },
-        },
-      ],
-    },
-    options.progress,
-  );
-  // autocannon does not hand every answer to onResponse (not those still in flight when it
-  // stops), yet those events were published all the same: the ids the subscribers saw widen the
-  // range, and a gap inside it is still a loss.
-  const range = () => {
-    const low = pool.lowestId;
-    return {
-      min: low > 0 ? Math.min(minId, low) : minId,
-      max: Math.max(maxId, pool.highestId),
-    };
-  };
-  const expectedNow = () => (range().max - range().min + 1) * pool.opened;
-  // Drain: wait until every subscriber has every event of the range and nothing new arrived for
-  // a moment (answers to publishes still in flight may come after autocannon's end).
-  const drainUntil = Date.now() + options.drainMs;
-  let seen = -1;
-  let quietSince = Date.now();
-  while (ids > 0 && Date.now() < drainUntil) {
-    const now = pool.deliveries;
-    if (now !== seen) {
-      seen = now;
-      quietSince = Date.now();
-    } else if (now >= expectedNow() && Date.now() - quietSince >= 300) {
-      break;
-    }
-    await new Promise((res) => setTimeout(res, 25));
-  }
-  if (ids > 0) ({ min: minId, max: maxId } = range());
-  const published = ids > 0 ? maxId - minId + 1 : 0;
-  const expected = published * pool.opened;
-  const after = await scrapeMetrics(options.base);
-  const stats = pool.stats(published > 0 ? { min: minId, max: maxId } : null);
-  await pool.close();
-
-  const warnings: string[] = [];
-  if (stats.lost > 0 || stats.duplicated > 0) {
-    warnings.push(`EVENTS LOST: ${stats.lost}, DUPLICATED: ${stats.duplicated} (both must be 0)`);
-  }
-  if (pool.failed > 0) {
-    warnings.push(
-      `${pool.failed} subscriber(s) failed to connect: ${JSON.stringify(Object.fromEntries(pool.errors))}`,
+  try {
+    const openSeconds = (performance.now() - openStarted) / 1000;
+    const idle = await scrapeAll(options.bases);
+    log(
+      `publishing ${options.rate}/s for ${options.warmup} s warm-up + ${options.duration} s (open loop, at most ${options.connections} in flight)`,
     );
+    const total = Math.ceil(options.warmup + options.duration);
+    const bar = progressBar('publishing (s)', total, options.progress, '{deliveries} deliveries');
+    const r = await rig.step(
+      {
+        rate: options.rate,
+        warmupMs: options.warmup * 1000,
+        durationMs: options.duration * 1000,
+        concurrency: options.connections,
+        payloadBytes: options.payloadBytes,
+        token: options.token,
+        drainMs: options.drainMs,
+      },
+      false,
+      options.progress
+        ? (s, n) => bar.update(Math.min(total, Math.floor(s)), { deliveries: n })
+        : undefined,
+    );
+    bar.stop();
+    const after = await scrapeAll(options.bases);
+    const rssIdle = sumDelta(before, idle, 'process_resident_memory_bytes');
+    return {
+      scenario: 'fanout',
+      target: options.bases.join(' '),
+      parameters: {
+        subscribers: options.subscribers,
+        rate_per_s: options.rate,
+        duration_s: options.duration,
+        warmup_s: options.warmup,
+        publish_concurrency: options.connections,
+        workers: options.workers,
+        payload_pad_bytes: options.payloadBytes,
+        channel,
+      },
+      figures: {
+        subscribers_open: rig.opened,
+        subscribers_failed: rig.failed,
+        subscribers_open_s: openSeconds,
+        ...stepFigures(r, idle, after),
+        server_rss_per_idle_connection_bytes:
+          rssIdle === null || rig.opened === 0 ? null : rssIdle / rig.opened,
+      },
+      series: {
+        latency: r.deliveryDistribution,
+        latencyLabel: 'delivery latency (publish -> subscriber)',
+        throughput: r.perSecond,
+        throughputLabel: 'deliveries per second',
+      },
+      warnings: stepWarnings(r, rig),
+      harnessLimited: r.harnessLimited,
+    };
+  } finally {
+    await rig.close();
   }
-  const publishErrors = r.errors + r.timeouts + r.non2xx;
-  if (publishErrors > 0) warnings.push(`${publishErrors} publish request(s) failed`);
-  const cpu = delta(idle, after, 'process_cpu_seconds_total');
-  const fanoutCount = delta(before, after, 'sse_fanout_duration_seconds_count');
-  const fanoutSum = delta(before, after, 'sse_fanout_duration_seconds_sum');
-  const seconds = r.duration;
-  const latency = stats.latencyMs;
-  const ms = (s: number | null) => (s === null ? null : s * 1000);
-
-  return {
-    scenario: 'fanout',
-    target: options.base,
-    parameters: {
-      subscribers: options.subscribers,
-      rate_per_s: options.rate,
-      duration_s: options.duration,
-      publish_connections: options.connections,
-      payload_pad_bytes: options.payloadBytes,
-      channel,
-    },
-    figures: {
-      subscribers_open: pool.opened,
-      subscribers_failed: pool.failed,
-      subscribers_open_s: openSeconds,
-      published,
-      publish_errors: publishErrors,
-      publish_latency_p50_ms: r.latency.p50,
-      publish_latency_p99_ms: r.latency.p99,
-      deliveries: stats.deliveries,
-      deliveries_expected: expected,
-      deliveries_per_s: stats.deliveries / seconds,
-      delivery_latency_p50_ms: latency?.p50 ?? null,
-      delivery_latency_p90_ms: latency?.p90 ?? null,
-      delivery_latency_p99_ms: latency?.p99 ?? null,
-      delivery_latency_max_ms: latency?.max ?? null,
-      lost: stats.lost,
-      duplicated: stats.duplicated,
-      server_fanout_p50_ms: ms(
-        histogramQuantile(before, after, 'sse_fanout_duration_seconds', 0.5),
-      ),
-      server_fanout_p99_ms: ms(
-        histogramQuantile(before, after, 'sse_fanout_duration_seconds', 0.99),
-      ),
-      server_fanout_mean_ms:
-        fanoutCount && fanoutSum !== null ? (fanoutSum / fanoutCount) * 1000 : null,
-      // Server CPU while publishing, over the deliveries the subscribers counted (the same
-      // denominator for any server, whatever its own metrics).
-      server_cpu_per_delivery_us:
-        cpu !== null && stats.deliveries > 0 ? (cpu * 1e6) / stats.deliveries : null,
-      server_rss_before_bytes: sample(before, 'process_resident_memory_bytes'),
-      server_rss_after_bytes: sample(after, 'process_resident_memory_bytes'),
-      server_heap_after_bytes: sample(after, 'nodejs_heap_size_used_bytes'),
-      server_rss_per_idle_connection_kb: (() => {
-        const d = delta(before, idle, 'process_resident_memory_bytes');
-        return d === null || pool.opened === 0 ? null : d / pool.opened / 1024;
-      })(),
-    },
-    series: {
-      latency: stats.distribution,
-      latencyLabel: 'delivery latency (publish -> subscriber)',
-      throughput: stats.perSecond.map((value, second) => ({ second, value })),
-      throughputLabel: 'deliveries per second',
-    },
-    warnings,
-  };
 }

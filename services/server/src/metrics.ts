@@ -1,6 +1,7 @@
 // The server's Prometheus metrics (prom-client), one Registry per server instance.
 // Hot-path counting is batched: one inc(n) per fan-out on pre-bound label children.
 import { Counter, Gauge, Histogram, Registry } from 'prom-client';
+import { packageVersion } from '../../shared/cli.ts';
 import { registerDefaultMetrics } from '../../shared/default-metrics.ts';
 import type { StreamRoute } from './sse/connection.ts';
 
@@ -42,6 +43,13 @@ export function createServerMetrics(
   const registry = new Registry();
   registerDefaultMetrics(registry);
   const registers = [registry];
+
+  new Gauge({
+    name: 'http_sse_build_info',
+    help: 'Always 1; the labels say which build runs: package.json version and Node.js version.',
+    labelNames: ['version', 'node_version'],
+    registers,
+  }).set({ version: packageVersion(), node_version: process.version }, 1);
 
   const connectionsActive = new Gauge({
     name: 'sse_connections_active',

@@ -1,7 +1,8 @@
 // The reference peer for `npm run bench:fanout`: a minimal raw node:http server that speaks the
 // same subset of the protocol and writes each event as ONE pre-framed chunk
-// (`<hex>\r\n<event>\r\n`) straight to every subscriber's socket: the fastest technique measured
-// on this machine (../shared notes). No limits, no auth, no history: a yardstick, not a product.
+// (`<hex>\r\n<event>\r\n`) straight to every subscriber's socket: one write per subscriber per
+// event, no per-subscriber framing work. No limits, no auth, no history: a yardstick, not a
+// product.
 //   GET  /sse/test?count=10&interval_ms=0   the example's ten events, in one write
 //   GET  /sse/channels/:channel             subscribe (retry line, then live events)
 //   POST /channels/:channel/events          {"event"?, "data"} or an array -> 202 {ids, subscribers}

@@ -1,0 +1,303 @@
+// The fan-out rig: subscribers spread over `workers` child processes (round-robin over the
+// target URLs), one publisher process, and the figures of each publishing step merged here
+// (HDR histograms added up, deliveries per second summed per epoch second).
+import { availableParallelism } from 'node:os';
+import { fileURLToPath } from 'node:url';
+import * as hdr from 'hdr-histogram-js';
+import { IpcChild } from './ipc.ts';
+import type {
+  ProcessLoad,
+  PublishRequest,
+  PublishResult,
+  WorkerReply,
+  WorkerRequest,
+  WorkerStats,
+} from './protocol.ts';
+
+const WORKER = fileURLToPath(new URL('./worker.ts', import.meta.url));
+const PUBLISHER = fileURLToPath(new URL('./publisher.ts', import.meta.url));
+
+/** A worker's event loop lagging past this (p99, ms) marks the run harness-limited. */
+export const EVENT_LOOP_P99_BOUND_MS = 100;
+/** Achieved publish rate below this share of the offered rate marks the run harness-limited. */
+export const ACHIEVED_SHARE_BOUND = 0.98;
+
+/** Default worker count: one per 1000 subscribers, at most one per CPU. */
+export function defaultWorkers(subscribers: number): number {
+  return Math.max(1, Math.min(availableParallelism(), Math.ceil(subscribers / 1000)));
+}
+
+export interface RigOptions {
+  bases: string[];
+  channel: string;
+  subscribers: number;
+  workers: number;
+  headers?: Record<string, string>;
+  rampRate?: number;
+}
+
+export interface StepOptions {
+  rate: number;
+  warmupMs: number;
+  durationMs: number;
+  concurrency: number;
+  payloadBytes: number;
+  token: string;
+  drainMs: number;
+}
+
+export interface Percentiles {
+  p50: number;
+  p90: number;
+  p99: number;
+  p999: number;
+  max: number;
+  mean: number;
+}
+
+export interface StepResult {
+  publish: PublishResult;
+  publishLatencyMs: Percentiles | null;
+  deliveryLatencyMs: Percentiles | null;
+  /** [percentile, ms] for the chart. */
+  deliveryDistribution: { percentile: number; ms: number }[];
+  deliveries: number;
+  expected: number;
+  lost: number;
+  duplicated: number;
+  /** Measured deliveries over the window from the first to the last measured arrival. */
+  deliveriesPerS: number | null;
+  /** Measured deliveries per whole second (partial first and last seconds left out). */
+  perSecond: { second: number; value: number }[];
+  workers: ProcessLoad[];
+  harnessLimited: string[];
+  errors: Record<string, number>;
+}
+
+const PERCENTILES = [0, 50, 75, 90, 95, 99, 99.5, 99.9, 99.95, 99.99, 100];
+
+function percentiles(h: hdr.Histogram): Percentiles | null {
+  if (h.totalCount === 0) return null;
+  const ms = (p: number) => h.getValueAtPercentile(p) / 1000;
+  return {
+    p50: ms(50),
+    p90: ms(90),
+    p99: ms(99),
+    p999: ms(99.9),
+    max: h.maxValue / 1000,
+    mean: h.mean / 1000,
+  };
+}
+
+const merged = (encoded: string[]) => {
+  const total = hdr.build({
+    lowestDiscernibleValue: 1,
+    highestTrackableValue: 600_000_000,
+    numberOfSignificantValueDigits: 3,
+  });
+  for (const e of encoded) {
+    const h = hdr.decodeFromCompressedBase64(e);
+    total.add(h);
+    h.destroy();
+  }
+  return total;
+};
+
+export class FanoutRig {
+  private readonly workers: IpcChild<WorkerRequest, WorkerReply>[] = [];
+  private publisher: IpcChild<PublishRequest, { type: 'published'; result: PublishResult }> | null =
+    null;
+  private nextSeq = 0;
+  opened = 0;
+  failed = 0;
+  openErrors: Record<string, number> = {};
+
+  readonly options: RigOptions;
+
+  private constructor(options: RigOptions) {
+    this.options = options;
+  }
+
+  static async start(options: RigOptions): Promise<FanoutRig> {
+    const rig = new FanoutRig(options);
+    try {
+      await rig.open();
+    } catch (err) {
+      await rig.close();
+      throw err;
+    }
+    return rig;
+  }
+
+  private async open(): Promise<void> {
+    const { bases, channel, subscribers } = this.options;
+    const n = Math.min(this.options.workers, subscribers);
+    const urls: string[][] = Array.from({ length: n }, () => []);
+    for (let i = 0; i < subscribers; i++) {
+      urls[i % n]!.push(`${bases[i % bases.length]}/sse/channels/${encodeURIComponent(channel)}`);
+    }
+    for (let i = 0; i < n; i++) this.workers.push(new IpcChild(WORKER, `subscriber worker ${i}`));
+    this.publisher = new IpcChild(PUBLISHER, 'publisher');
+    const rampRate = Math.ceil((this.options.rampRate ?? 0) / n);
+    const replies = await Promise.all(
+      this.workers.map((w, i) =>
+        w.request({ type: 'open', urls: urls[i]!, headers: this.options.headers ?? {}, rampRate }),
+      ),
+    );
+    for (const r of replies) {
+      if (r.type !== 'opened') continue;
+      this.opened += r.opened;
+      this.failed += r.failed;
+      for (const [k, v] of Object.entries(r.errors))
+        this.openErrors[k] = (this.openErrors[k] ?? 0) + v;
+    }
+  }
+
+  private async received(from: number, to: number): Promise<number> {
+    const replies = await Promise.all(
+      this.workers.map((w) => w.request({ type: 'count', from, to })),
+    );
+    return replies.reduce((n, r) => n + (r.type === 'count' ? r.received : 0), 0);
+  }
+
+  /**
+   * One publishing step at `rate`; `forget` settles its seqs afterwards (capacity steps).
+   * `onTick` (every 500 ms while publishing): seconds elapsed, deliveries so far.
+   */
+  async step(
+    options: StepOptions,
+    forget = false,
+    onTick?: (seconds: number, deliveries: number) => void,
+  ): Promise<StepResult> {
+    const startAt = performance.timeOrigin + performance.now() + 200;
+    const measureFrom = startAt + options.warmupMs;
+    await Promise.all(this.workers.map((w) => w.request({ type: 'measure', fromTs: measureFrom })));
+    const from = this.nextSeq;
+    const ticker = onTick
+      ? setInterval(() => {
+          const seconds = (performance.timeOrigin + performance.now() - startAt) / 1000;
+          this.received(from, Number.MAX_SAFE_INTEGER).then(
+            (n) => onTick(Math.max(0, seconds), n),
+            () => {},
+          );
+        }, 500)
+      : null;
+    const reply = await this.publisher!.request({
+      type: 'publish',
+      urls: this.options.bases,
+      channel: this.options.channel,
+      token: options.token,
+      rate: options.rate,
+      warmupMs: options.warmupMs,
+      durationMs: options.durationMs,
+      startSeq: this.nextSeq,
+      concurrency: options.concurrency,
+      payloadBytes: options.payloadBytes,
+      startAt,
+    });
+    if (ticker) clearInterval(ticker);
+    const pub = reply.result;
+    this.nextSeq = pub.endSeq;
+    // Drain: until every subscriber has every accepted event, or nothing arrives for a while.
+    const want = (pub.endSeq - pub.startSeq - pub.rejected.length) * this.opened;
+    // (subscribers that never opened are reported as failed, and expect nothing)
+    const until = Date.now() + options.drainMs;
+    let seen = -1;
+    let quietSince = Date.now();
+    while (Date.now() < until) {
+      const got = await this.received(pub.startSeq, pub.endSeq);
+      if (got >= want) break;
+      if (got !== seen) {
+        seen = got;
+        quietSince = Date.now();
+      } else if (Date.now() - quietSince > 1000) break;
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    const stats = (
+      await Promise.all(
+        this.workers.map((w) =>
+          w.request({
+            type: 'collect',
+            from: pub.startSeq,
+            to: pub.endSeq,
+            rejected: pub.rejected,
+            forget,
+          }),
+        ),
+      )
+    )
+      .filter((r): r is Extract<WorkerReply, { type: 'stats' }> => r.type === 'stats')
+      .map((r) => r.stats);
+    return this.summarize(pub, stats, options);
+  }
+
+  private summarize(pub: PublishResult, stats: WorkerStats[], options: StepOptions): StepResult {
+    const delivery = merged(stats.map((s) => s.histogram));
+    const publishH = merged([pub.histogram]);
+    const bySecond = new Map<number, number>();
+    const errors: Record<string, number> = { ...pub.errors };
+    let first = Number.POSITIVE_INFINITY;
+    let last = 0;
+    let measured = 0;
+    for (const s of stats) {
+      for (const [sec, n] of s.perSecond) bySecond.set(sec, (bySecond.get(sec) ?? 0) + n);
+      if (s.firstArrivalMs !== null) first = Math.min(first, s.firstArrivalMs);
+      if (s.lastArrivalMs !== null) last = Math.max(last, s.lastArrivalMs);
+      measured += s.measured;
+      for (const [k, v] of Object.entries(s.errors)) errors[k] = (errors[k] ?? 0) + v;
+    }
+    const seconds = [...bySecond.keys()].sort((a, b) => a - b);
+    // The first and last seconds are partial: left out of the per-second series.
+    const whole = seconds.slice(1, -1);
+    const t0 = whole[0] ?? 0;
+    const windowS = (last - first) / 1000;
+    const workers = stats.map((s) => s.load);
+    const limited: string[] = [];
+    if (pub.achievedPerS < ACHIEVED_SHARE_BOUND * pub.offeredPerS) {
+      limited.push(
+        `achieved publish rate ${pub.achievedPerS.toFixed(1)}/s is below ${ACHIEVED_SHARE_BOUND * 100}% of the offered ${pub.offeredPerS}/s (${pub.skipped} skipped at the concurrency bound ${options.concurrency}, ${pub.failed} failed)`,
+      );
+    }
+    workers.forEach((w, i) => {
+      if (w.eventLoopP99Ms > EVENT_LOOP_P99_BOUND_MS) {
+        limited.push(
+          `subscriber worker ${i}: event-loop delay p99 ${w.eventLoopP99Ms.toFixed(1)} ms > ${EVENT_LOOP_P99_BOUND_MS} ms`,
+        );
+      }
+    });
+    if (pub.load.eventLoopP99Ms > EVENT_LOOP_P99_BOUND_MS) {
+      limited.push(
+        `publisher: event-loop delay p99 ${pub.load.eventLoopP99Ms.toFixed(1)} ms > ${EVENT_LOOP_P99_BOUND_MS} ms`,
+      );
+    }
+    const result: StepResult = {
+      publish: pub,
+      publishLatencyMs: percentiles(publishH),
+      deliveryLatencyMs: percentiles(delivery),
+      deliveryDistribution:
+        delivery.totalCount === 0
+          ? []
+          : PERCENTILES.map((p) => ({
+              percentile: p,
+              ms: delivery.getValueAtPercentile(p) / 1000,
+            })),
+      deliveries: stats.reduce((n, s) => n + s.deliveries, 0),
+      expected: stats.reduce((n, s) => n + s.expected, 0),
+      lost: stats.reduce((n, s) => n + s.lost, 0),
+      duplicated: stats.reduce((n, s) => n + s.duplicated, 0),
+      deliveriesPerS: windowS > 0 ? measured / windowS : null,
+      perSecond: whole.map((sec) => ({ second: sec - t0, value: bySecond.get(sec) ?? 0 })),
+      workers,
+      harnessLimited: limited,
+      errors,
+    };
+    delivery.destroy();
+    publishH.destroy();
+    return result;
+  }
+
+  async close(): Promise<void> {
+    await Promise.all(this.workers.map((w) => w.request({ type: 'close' }).catch(() => undefined)));
+    await Promise.all([...this.workers.map((w) => w.kill()), this.publisher?.kill()]);
+  }
+}

@@ -12,6 +12,7 @@
 import type { OutgoingHttpHeaders } from 'node:http';
 import type { ServerMetrics } from '../metrics.ts';
 import type { SseConnection } from '../sse/connection.ts';
+import { DemoProgress } from '../sse/demo-progress.ts';
 
 export const DEMO_DEFAULT_COUNT = 10;
 export const DEMO_MAX_COUNT = 100_000;
@@ -73,8 +74,7 @@ export function startDemoPump(
   count: number,
   metrics: ServerMetrics,
 ): void {
-  conn.next = start;
-  conn.count = count;
+  conn.demo = new DemoProgress(start, count);
   const first = nextBatch(conn);
   conn.open(headers, [first]);
   countBatch(conn, first, metrics);
@@ -82,8 +82,9 @@ export function startDemoPump(
 }
 
 function nextBatch(conn: SseConnection): Buffer {
+  const demo = conn.demo!;
   let out = '';
-  while (conn.next < conn.count && out.length < DEMO_BATCH_BYTES) out += demoEvent(conn.next++);
+  while (!demo.done && out.length < DEMO_BATCH_BYTES) out += demoEvent(demo.next++);
   return Buffer.from(out);
 }
 
@@ -98,7 +99,7 @@ function countBatch(conn: SseConnection, batch: Buffer, metrics: ServerMetrics):
 
 function pump(conn: SseConnection, metrics: ServerMetrics): void {
   while (!conn.ended) {
-    if (conn.next >= conn.count) {
+    if (conn.demo!.done) {
       conn.end();
       return;
     }
@@ -125,22 +126,22 @@ export function startDemoStream(
   conn.open(headers, [first]);
   metrics.eventsSent['/sse/test'].inc();
   metrics.bytesSent.inc(first.length);
-  conn.next = start + 1;
-  conn.count = count;
-  conn.intervalMs = intervalMs;
-  if (conn.next >= count) conn.end();
-  else conn.timer = setTimeout(demoTick, intervalMs, conn, metrics);
+  const demo = new DemoProgress(start + 1, count, intervalMs);
+  conn.demo = demo;
+  if (demo.done) conn.end();
+  else demo.timer = setTimeout(demoTick, intervalMs, conn, metrics);
 }
 
 function demoTick(conn: SseConnection, metrics: ServerMetrics): void {
-  conn.timer = null;
+  const demo = conn.demo!;
+  demo.timer = null;
   if (conn.ended) return;
-  const bytes = Buffer.from(demoEvent(conn.next));
+  const bytes = Buffer.from(demoEvent(demo.next));
   if (!conn.write(bytes)) return;
   conn.lastWriteAt = Date.now();
   metrics.eventsSent['/sse/test'].inc();
   metrics.bytesSent.inc(bytes.length);
-  conn.next++;
-  if (conn.next >= conn.count) conn.end();
-  else conn.timer = setTimeout(demoTick, conn.intervalMs, conn, metrics);
+  demo.next++;
+  if (demo.done) conn.end();
+  else demo.timer = setTimeout(demoTick, demo.intervalMs, conn, metrics);
 }

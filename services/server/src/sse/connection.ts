@@ -2,6 +2,7 @@
 // and the registry keep their per-connection state in plain fields here.
 import type { IncomingMessage, OutgoingHttpHeaders, ServerResponse } from 'node:http';
 import type { Socket } from 'node:net';
+import type { DemoProgress } from './demo-progress.ts';
 import type { Subscription } from './subscription.ts';
 import { ChunkedSocketTransport, ResponseTransport, type StreamTransport } from './transport.ts';
 
@@ -52,11 +53,8 @@ export class SseConnection {
   /** Who must forget this stream when it closes (the hub), and its channel membership. */
   owner: ConnectionOwner | null = null;
   subscription: Subscription | null = null;
-  // Demo stream bookkeeping (/sse/test).
-  timer: NodeJS.Timeout | null = null;
-  next = 0;
-  count = 0;
-  intervalMs = 0;
+  /** The example stream's progress (/sse/test only). */
+  demo: DemoProgress | null = null;
 
   constructor(
     req: IncomingMessage,

@@ -81,10 +81,7 @@ export class ConnectionRegistry {
     if (n === 0) this.perIp.delete(conn.ip);
     else this.perIp.set(conn.ip, n);
     this.perRoute[conn.route]--;
-    if (conn.timer !== null) {
-      clearTimeout(conn.timer);
-      conn.timer = null;
-    }
+    conn.demo?.stop();
     conn.ended = true;
     conn.owner?.detach(conn);
     conn.owner = null;

@@ -17,6 +17,8 @@ export type EnvKind = 'string' | 'int' | 'list' | 'bool';
 export interface EnvBinding {
   key: string;
   kind: EnvKind;
+  /** Set for an old name that still works: the variable to use instead (a warning says so). */
+  replacedBy?: string;
 }
 
 export interface LoadOptions<S extends z.ZodType> {
@@ -28,6 +30,10 @@ export interface LoadOptions<S extends z.ZodType> {
   envMap?: Record<string, EnvBinding>;
   /** Values that win over file and environment (command-line flags), by dotted key. */
   overrides?: Record<string, unknown>;
+  /** Old dotted keys of the file that still work, and the key each became (with a warning). */
+  renamedKeys?: Record<string, string>;
+  /** Receives one line per deprecated name in use (the caller logs them). */
+  warnings?: string[];
 }
 
 type Tree = Record<string, unknown>;
@@ -42,6 +48,12 @@ function setPath(tree: Tree, dotted: string, value: unknown): void {
     node = node[part] as Tree;
   }
   node[parts.at(-1)!] = value;
+}
+
+function deletePath(tree: Tree, dotted: string): void {
+  const parts = dotted.split('.');
+  const parent = getPath(tree, parts.slice(0, -1));
+  if (parent !== null && typeof parent === 'object') delete (parent as Tree)[parts.at(-1)!];
 }
 
 function getPath(tree: unknown, path: readonly PropertyKey[]): unknown {
@@ -105,14 +117,29 @@ function readYaml(file: string, required: boolean): Tree {
 
 /** Loads, overlays and validates; throws ConfigError with a one-line message. */
 export function loadConfig<S extends z.ZodType>(options: LoadOptions<S>): z.output<S> {
-  const { file, schema, env = {}, envMap = {}, overrides = {} } = options;
+  const { file, schema, env = {}, envMap = {}, overrides = {}, renamedKeys = {} } = options;
+  const warnings = options.warnings ?? [];
   const tree = readYaml(file, options.required ?? false);
+  for (const [old, key] of Object.entries(renamedKeys)) {
+    const value = getPath(tree, old.split('.'));
+    if (value === undefined) continue;
+    deletePath(tree, old);
+    if (getPath(tree, key.split('.')) === undefined) setPath(tree, key, value);
+    warnings.push(`${displayPath(file)}: ${old} is deprecated; it is now ${key}`);
+  }
   const origin = new Map<string, string>();
-  for (const [name, binding] of Object.entries(envMap)) {
+  // Deprecated names first, so that the current name wins when both are set.
+  const bindings = Object.entries(envMap).sort(
+    ([, a], [, b]) => Number(b.replacedBy !== undefined) - Number(a.replacedBy !== undefined),
+  );
+  for (const [name, binding] of bindings) {
     const raw = env[name];
     if (raw === undefined || raw === '') continue;
     setPath(tree, binding.key, envValue(raw, binding.kind));
     origin.set(binding.key, `environment variable ${name}`);
+    if (binding.replacedBy) {
+      warnings.push(`environment variable ${name} is deprecated; use ${binding.replacedBy}`);
+    }
   }
   for (const [key, value] of Object.entries(overrides)) {
     if (value === undefined) continue;

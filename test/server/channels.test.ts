@@ -129,7 +129,7 @@ describe('publish and fan-out', () => {
       [{ data: 'x', event: 7 }, 400, /event must be a string/],
       [[], 400, /batch is empty/],
       [[{ data: 'ok' }, 'nope'], 400, /body\[1\] must be an object/],
-      [{ data: 'x'.repeat(70_000) }, 413, /maxEventBytes/],
+      [{ data: 'x'.repeat(70_000) }, 413, /maxBodyBytes/],
     ];
     for (const [body, status, message] of cases) {
       const r = await publish(t.base, 'bad', body);

@@ -130,7 +130,7 @@ function buildExpress(
     },
     publishGuard(config),
     express.json({
-      limit: config.channels.maxEventBytes,
+      limit: config.channels.maxBodyBytes,
       type: () => true,
       strict: false,
       verify: verifyJsonDepth,
@@ -167,13 +167,13 @@ function buildExpress(
       const [status, error] = known;
       const message =
         status === 413
-          ? `the body is larger than channels.maxEventBytes (${config.channels.maxEventBytes} bytes)`
+          ? `the body is larger than channels.maxBodyBytes (${config.channels.maxBodyBytes} bytes)`
           : type === 'json.too_deep'
             ? (err as Error).message
             : `the body is not valid JSON: ${(err as Error).message}`;
       const details =
         status === 413
-          ? { limit: config.channels.maxEventBytes }
+          ? { limit: config.channels.maxBodyBytes }
           : type === 'json.too_deep'
             ? { limit: MAX_JSON_DEPTH }
             : {};

@@ -41,7 +41,7 @@ export const serverConfigSchema = z.strictObject({
     .strictObject({
       historySize: int(0, 1_000_000).default(1000),
       historyTtlMs: int(1000, 7 * 24 * 3_600_000).default(300_000),
-      maxEventBytes: int(16, 16 * 1024 * 1024).default(65536),
+      maxBodyBytes: int(16, 16 * 1024 * 1024).default(65536),
       maxBatchEvents: int(1, 100_000).default(1000),
       historyMaxBytes: int(1024, 1024 * 1024 * 1024).default(1024 * 1024),
     })
@@ -88,7 +88,12 @@ export const serverEnv: Record<string, EnvBinding> = {
   SSE_CORS_CREDENTIALS: { key: 'cors.allowCredentials', kind: 'bool' },
   SSE_HISTORY_SIZE: { key: 'channels.historySize', kind: 'int' },
   SSE_HISTORY_TTL_MS: { key: 'channels.historyTtlMs', kind: 'int' },
-  SSE_MAX_EVENT_BYTES: { key: 'channels.maxEventBytes', kind: 'int' },
+  SSE_MAX_BODY_BYTES: { key: 'channels.maxBodyBytes', kind: 'int' },
+  SSE_MAX_EVENT_BYTES: {
+    key: 'channels.maxBodyBytes',
+    kind: 'int',
+    replacedBy: 'SSE_MAX_BODY_BYTES',
+  },
   SSE_MAX_BATCH_EVENTS: { key: 'channels.maxBatchEvents', kind: 'int' },
   SSE_MAX_CONNECTIONS: { key: 'limits.maxConnections', kind: 'int' },
   SSE_MAX_CONNECTIONS_PER_IP: { key: 'limits.maxConnectionsPerIp', kind: 'int' },
@@ -109,10 +114,20 @@ export const defaultConfigFile = fileURLToPath(
   new URL('../../../config/server.yaml', import.meta.url),
 );
 
-/** Reads the server config: SSE_CONFIG (or the default file), then the environment, then overrides. */
+/** Keys renamed since they were documented; the old names still work, with a warning. */
+export const renamedServerKeys: Record<string, string> = {
+  // It bounds the whole publish request body (a batch of events), not one event.
+  'channels.maxEventBytes': 'channels.maxBodyBytes',
+};
+
+/**
+ * Reads the server config: SSE_CONFIG (or the default file), then the environment, then
+ * overrides. Deprecated names in use are reported in `warnings` (main.ts logs them).
+ */
 export function loadServerConfig(
   env: Record<string, string | undefined> = process.env,
   overrides: Record<string, unknown> = {},
+  warnings: string[] = [],
 ): ServerConfig {
   const file = env.SSE_CONFIG || defaultConfigFile;
   return loadConfig({
@@ -122,6 +137,8 @@ export function loadServerConfig(
     env,
     envMap: serverEnv,
     overrides,
+    renamedKeys: renamedServerKeys,
+    warnings,
   });
 }
 

@@ -5,8 +5,9 @@ import { loadServerConfig } from './config.ts';
 import { createLogger } from './logger.ts';
 
 let config: ReturnType<typeof loadServerConfig>;
+const deprecations: string[] = [];
 try {
-  config = loadServerConfig();
+  config = loadServerConfig(process.env, {}, deprecations);
 } catch (err) {
   if (!(err instanceof ConfigError)) throw err;
   process.stderr.write(`http-sse server: config error: ${err.message}\n`);
@@ -14,6 +15,7 @@ try {
 }
 
 const logger = createLogger(config.logLevel);
+for (const message of deprecations) logger.warn({ event: 'config_deprecated' }, message);
 const server = createSseServer(config, { logger });
 
 // Signal handlers first: a signal that arrives while starting must still shut down cleanly.

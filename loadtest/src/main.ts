@@ -3,7 +3,12 @@
 // or events lost/duplicated; 99 a --threshold failed; 3 the run was harness-limited (achieved
 // publish rate < 98 % of offered, or a harness process's event-loop delay p99 > 100 ms); 0 done.
 import { writeFileSync } from 'node:fs';
-import { parseArgs } from 'node:util';
+import {
+  httpUrlFlag,
+  parseFlags,
+  positiveIntegerFlag,
+  UsageError,
+} from '../../services/shared/cli.ts';
 import { ConfigError } from '../../services/shared/config-file.ts';
 import { type Broker, runBench } from './bench.ts';
 import { type LoadtestConfig, loadLoadtestConfig } from './config.ts';
@@ -58,13 +63,8 @@ export const USAGE = `usage: npm run loadtest -- --scenario <stream|fanout|conne
 exit codes: 0 done, 1 failed (unreachable, lost or duplicated events), 2 bad flags,
             3 harness-limited, 99 a threshold failed`;
 
-class UsageError extends Error {}
-
 function positive(name: string, raw: string | undefined): number | undefined {
-  if (raw === undefined) return undefined;
-  if (!/^\d+$/.test(raw) || Number(raw) < 1)
-    throw new UsageError(`--${name} must be a positive integer, got "${raw}"`);
-  return Number(raw);
+  return positiveIntegerFlag(`--${name}`, raw);
 }
 
 function nonNegative(name: string, raw: string | undefined): number | undefined {
@@ -75,37 +75,27 @@ function nonNegative(name: string, raw: string | undefined): number | undefined 
 }
 
 function parse(argv: string[]) {
-  let values: Record<string, string | string[] | boolean | undefined>;
-  try {
-    ({ values } = parseArgs({
-      args: argv,
-      strict: true,
-      allowPositionals: false,
-      options: {
-        scenario: { type: 'string' },
-        url: { type: 'string', multiple: true },
-        connections: { type: 'string' },
-        duration: { type: 'string' },
-        warmup: { type: 'string' },
-        rate: { type: 'string' },
-        subscribers: { type: 'string' },
-        workers: { type: 'string' },
-        'p99-target-ms': { type: 'string' },
-        'max-rate': { type: 'string' },
-        threshold: { type: 'string', multiple: true },
-        rounds: { type: 'string' },
-        broker: { type: 'string' },
-        out: { type: 'string' },
-        compare: { type: 'string' },
-        json: { type: 'boolean' },
-        bench: { type: 'boolean' },
-        'no-progress': { type: 'boolean' },
-        help: { type: 'boolean' },
-      },
-    }));
-  } catch (err) {
-    throw new UsageError((err as Error).message);
-  }
+  const { values } = parseFlags(argv, {
+    scenario: { type: 'string' },
+    url: { type: 'string', multiple: true },
+    connections: { type: 'string' },
+    duration: { type: 'string' },
+    warmup: { type: 'string' },
+    rate: { type: 'string' },
+    subscribers: { type: 'string' },
+    workers: { type: 'string' },
+    'p99-target-ms': { type: 'string' },
+    'max-rate': { type: 'string' },
+    threshold: { type: 'string', multiple: true },
+    rounds: { type: 'string' },
+    broker: { type: 'string' },
+    out: { type: 'string' },
+    compare: { type: 'string' },
+    json: { type: 'boolean' },
+    bench: { type: 'boolean' },
+    'no-progress': { type: 'boolean' },
+    help: { type: 'boolean' },
+  });
   const scenario = values.scenario as string | undefined;
   if (!values.help && scenario === undefined) throw new UsageError('--scenario is required');
   if (scenario !== undefined && !(SCENARIOS as readonly string[]).includes(scenario)) {
@@ -114,14 +104,7 @@ function parse(argv: string[]) {
   if (values.bench && scenario !== 'fanout')
     throw new UsageError('--bench goes with --scenario fanout');
   const urls = (values.url as string[] | undefined) ?? [];
-  for (const url of urls) {
-    try {
-      const u = new URL(url);
-      if (!/^https?:$/.test(u.protocol)) throw new Error();
-    } catch {
-      throw new UsageError(`--url must be an http(s) URL, got "${url}"`);
-    }
-  }
+  for (const url of urls) httpUrlFlag('--url', url);
   const broker = values.broker as string | undefined;
   if (broker !== undefined && !['memory', 'redis', 'both'].includes(broker)) {
     throw new UsageError(`--broker must be memory, redis or both, got "${broker}"`);

@@ -224,15 +224,27 @@ describe('Redis Streams broker', { skip: skip ?? false }, () => {
       await eventually(() => acked.length >= ackedWhileDown + 20, 20_000, 'publishes after');
       stop = true;
       await publisher;
+      const lastAcked = acked[acked.length - 1]!;
       await eventually(
-        () => sub.events.length >= acked.length,
+        () => sub.events.some((e) => e.id === lastAcked),
         10_000,
         `all ${acked.length} acknowledged events`,
       );
       assert.ok(!sub.ended && !sub.aborted, 'the stream stayed open');
+      // Every acknowledged event exactly once, in order. A publish whose XADD reached Redis just
+      // before the kill may have been answered 503 and still be delivered (at-least-once for the
+      // publisher): such extra events are allowed, at most one per refused publish, never twice.
+      const got = sub.events.map((e) => e.id!);
+      for (let i = 1; i < got.length; i++) assert.ok(byId(got[i]!, got[i - 1]!) > 0, 'in order');
+      const seen = new Set(got);
       assert.deepEqual(
-        sub.events.map((e) => e.id),
-        acked,
+        acked.filter((id) => !seen.has(id)),
+        [],
+        'acknowledged events missing',
+      );
+      assert.ok(
+        got.length - acked.length <= refused.length,
+        `${got.length} got, ${acked.length} acked`,
       );
     } finally {
       sub.close();

@@ -5,9 +5,9 @@
 import { type SpawnOptions, spawn } from 'node:child_process';
 import { once } from 'node:events';
 import { mkdirSync, readdirSync, readFileSync } from 'node:fs';
-import net from 'node:net';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { freePort } from '../../services/shared/free-port.ts';
 import { EXAMPLE_HEADERS, exampleBody, exampleClientLines } from '../helpers/example.ts';
 import { E2E_PER_IP_LIMIT, scaleSteps } from './scale-steps.ts';
 
@@ -50,14 +50,6 @@ function run(
 
 const compose = (args: string[], timeoutMs = 120_000) =>
   run('docker', ['compose', '-p', project, ...args], timeoutMs);
-
-async function freePort(): Promise<number> {
-  const srv = net.createServer().listen(0, '127.0.0.1');
-  await once(srv, 'listening');
-  const { port } = srv.address() as net.AddressInfo;
-  srv.close();
-  return port;
-}
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 

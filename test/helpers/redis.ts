@@ -4,10 +4,13 @@
 import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
 import { once } from 'node:events';
 import { mkdtempSync, rmSync } from 'node:fs';
-import net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { answersPing } from '../../loadtest/src/redis-server.ts';
+import { freePort } from '../../services/shared/free-port.ts';
 import { eventually } from './wait.ts';
+
+export { freePort };
 
 export interface TestRedis {
   port: number;
@@ -25,29 +28,6 @@ export function missingRedis(): string | null {
   return r.status === 0 ? null : 'redis-server is not installed (apt-get install redis-server)';
 }
 
-export async function freePort(): Promise<number> {
-  const srv = net.createServer().listen(0, '127.0.0.1');
-  await once(srv, 'listening');
-  const { port } = srv.address() as net.AddressInfo;
-  await new Promise((r) => srv.close(r));
-  return port;
-}
-
-function accepts(port: number): Promise<boolean> {
-  return new Promise((resolve) => {
-    const s = net.connect(port, '127.0.0.1');
-    s.once('connect', () => {
-      s.write('PING\r\n');
-    });
-    s.once('data', (d) => {
-      s.destroy();
-      resolve(d.toString().startsWith('+PONG'));
-    });
-    s.once('error', () => resolve(false));
-  });
-}
-
-/** Starts Redis on `port` (default: a free one). */
 export async function startRedis(port?: number): Promise<TestRedis> {
   const dir = mkdtempSync(join(tmpdir(), 'http-sse-redis-'));
   port ??= await freePort();
@@ -73,7 +53,7 @@ export async function startRedis(port?: number): Promise<TestRedis> {
       ],
       { stdio: 'ignore' },
     );
-    await eventually(() => accepts(port), 10_000, `redis-server on ${port}`);
+    await eventually(() => answersPing(port), 10_000, `redis-server on ${port}`);
   };
   const kill = async (signal: NodeJS.Signals = 'SIGKILL') => {
     const c = child as ChildProcess | null;

@@ -1,10 +1,13 @@
 // POST /channels/:channel/events: validates a publish request and hands it to the hub.
 // Body: {"event"?: string, "data": <string | any JSON>} or an array of them (a batch, in order).
-import type { NextFunction, Request, Response } from 'express';
+import express, { type NextFunction, type Request, type Response } from 'express';
 import type { EventInput } from '../broker/broker.ts';
 import type { ServerConfig } from '../config.ts';
 import { clientAddressOf } from '../http/client-address.ts';
+import type { Cors } from '../http/cors.ts';
 import { badRequest } from '../http/errors.ts';
+import { verifyJsonDepth } from '../http/json-depth.ts';
+import { methodNotAllowed } from '../http/method-not-allowed.ts';
 import { PublishGuard } from '../http/publish-guard.ts';
 import { channelName } from '../sse/channel-name.ts';
 import { validEventName } from '../sse/encode.ts';
@@ -54,7 +57,7 @@ export function parsePublishBody(body: unknown, maxBatch: number): EventInput[] 
 }
 
 /** Refuses (401/403/415) a publish request before its body is read (see http/publish-guard.ts). */
-export function publishGuard(config: ServerConfig) {
+function publishGuard(config: ServerConfig) {
   const guard = new PublishGuard(config.publish.token, config.cors.allowedOrigins);
   // Behind a trusted proxy on this host the socket is loopback for every client: ask who is behind.
   const addressOf = clientAddressOf(config.trustProxy);
@@ -63,7 +66,7 @@ export function publishGuard(config: ServerConfig) {
   };
 }
 
-export function publishHandler(config: ServerConfig, hub: Hub) {
+function publishHandler(config: ServerConfig, hub: Hub) {
   return async (req: Request, res: Response, next: NextFunction): Promise<void> => {
     try {
       const name = channelName(String(req.params.channel));
@@ -77,4 +80,36 @@ export function publishHandler(config: ServerConfig, hub: Hub) {
       next(unavailable(err) ?? err);
     }
   };
+}
+
+const PUBLISH_PATH = '/channels/:channel/events';
+
+/**
+ * The publish route: OPTIONS (CORS preflight), POST (guard before the body is read, JSON body
+ * bounded in size and depth, then the hub), anything else 405; CORS headers on every answer.
+ */
+export function publishRouter(config: ServerConfig, hub: Hub, cors: Cors): express.Router {
+  const router = express.Router();
+  const withCors = (req: Request, res: Response, next: NextFunction): void => {
+    res.set(cors.responseHeaders(req.headers));
+    next();
+  };
+  router.options(PUBLISH_PATH, (req, res) => {
+    res.set(cors.preflightHeaders(req.headers, 'POST, OPTIONS') as Record<string, string>);
+    res.status(204).end();
+  });
+  router.post(
+    PUBLISH_PATH,
+    withCors,
+    publishGuard(config),
+    express.json({
+      limit: config.channels.maxBodyBytes,
+      type: () => true,
+      strict: false,
+      verify: verifyJsonDepth,
+    }),
+    publishHandler(config, hub),
+  );
+  router.all(PUBLISH_PATH, withCors, methodNotAllowed('POST, OPTIONS'));
+  return router;
 }

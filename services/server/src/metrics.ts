@@ -6,10 +6,19 @@ import { registerDefaultMetrics } from '../../shared/default-metrics.ts';
 import type { StreamRoute } from './sse/connection.ts';
 
 export const STREAM_ROUTES: readonly StreamRoute[] = ['/sse/test', '/sse/channels/:channel'];
-export type RejectReason = 'max_connections' | 'per_ip_limit' | 'unauthorized' | 'bad_request';
+export const REJECT_REASONS = [
+  'max_connections',
+  'per_ip_limit',
+  'unauthorized',
+  'bad_request',
+] as const;
+export type RejectReason = (typeof REJECT_REASONS)[number];
 
-export interface ServerMetrics {
-  registry: Registry;
+export const BROKER_OPS = ['publish', 'replay', 'join', 'read'] as const;
+export type BrokerOp = (typeof BROKER_OPS)[number];
+
+/** Stream lifecycle: open, opened, refused, how long they stayed, events delivered per route. */
+interface StreamMetrics {
   connectionsActive: Gauge<'route'>;
   connectionsTotal: Counter<'route'>;
   connectionsRejected: Counter<'reason'>;
@@ -17,40 +26,52 @@ export interface ServerMetrics {
   /** Pre-bound children of connectionsTotal and connectionDuration, one per route. */
   opened: Record<StreamRoute, Counter.Internal>;
   durations: Record<StreamRoute, Histogram.Internal<'route'>>;
+  connectionDuration: Histogram<'route'>;
+}
+
+/** The write path: publishes accepted, fan-out time, bytes, replays, heartbeats, slow consumers. */
+interface DeliveryMetrics {
   eventsPublished: Counter;
   bytesSent: Counter;
   fanoutDuration: Histogram;
   slowConsumerDisconnects: Counter;
   replayedEvents: Counter;
   heartbeatsSent: Counter;
-  connectionDuration: Histogram<'route'>;
-  httpRequestDuration: Histogram<'method' | 'route' | 'status_code'>;
+}
+
+interface BrokerMetrics {
   brokerErrors: Counter<'op'>;
   brokerPublishDuration: Histogram;
 }
 
-export const BROKER_OPS = ['publish', 'replay', 'join', 'read'] as const;
-export type BrokerOp = (typeof BROKER_OPS)[number];
+export interface ServerMetrics extends StreamMetrics, DeliveryMetrics, BrokerMetrics {
+  registry: Registry;
+  httpRequestDuration: Histogram<'method' | 'route' | 'status_code'>;
+}
 
-/**
- * Creates the registry and every metric; `activeCount` reports open streams per route, `brokerUp`
- * whether the broker is reachable.
- */
-export function createServerMetrics(
-  activeCount: (route: StreamRoute) => number,
-  brokerUp: () => boolean = () => true,
-): ServerMetrics {
-  const registry = new Registry();
-  registerDefaultMetrics(registry);
-  const registers = [registry];
+type Registers = Registry[];
 
+/** One pre-bound label child per stream route, so the hot path never looks labels up. */
+function perRoute<T>(bind: (route: StreamRoute) => T): Record<StreamRoute, T> {
+  return {
+    '/sse/test': bind('/sse/test'),
+    '/sse/channels/:channel': bind('/sse/channels/:channel'),
+  };
+}
+
+function buildInfo(registers: Registers): void {
   new Gauge({
     name: 'http_sse_build_info',
     help: 'Always 1; the labels say which build runs: package.json version and Node.js version.',
     labelNames: ['version', 'node_version'],
     registers,
   }).set({ version: packageVersion(), node_version: process.version }, 1);
+}
 
+function streamMetrics(
+  registers: Registers,
+  activeCount: (route: StreamRoute) => number,
+): StreamMetrics {
   const connectionsActive = new Gauge({
     name: 'sse_connections_active',
     help: 'Event streams open now, by route pattern.',
@@ -72,43 +93,11 @@ export function createServerMetrics(
     labelNames: ['reason'],
     registers,
   });
+  for (const reason of REJECT_REASONS) connectionsRejected.labels({ reason }).inc(0);
   const eventsSentCounter = new Counter({
     name: 'sse_events_sent_total',
     help: 'Events written to subscribers (deliveries), by route pattern.',
     labelNames: ['route'],
-    registers,
-  });
-  const eventsPublished = new Counter({
-    name: 'sse_events_published_total',
-    help: 'Events accepted by the publish API.',
-    registers,
-  });
-  const bytesSent = new Counter({
-    name: 'sse_bytes_sent_total',
-    help: 'SSE bytes written to streams (events, comments and retry lines; HTTP framing excluded).',
-    registers,
-  });
-  const fanoutDuration = new Histogram({
-    name: 'sse_fanout_duration_seconds',
-    help: 'Time from accepting a publish to the write to its last local subscriber.',
-    buckets: [
-      0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5,
-    ],
-    registers,
-  });
-  const slowConsumerDisconnects = new Counter({
-    name: 'sse_slow_consumer_disconnects_total',
-    help: 'Subscribers cut off because their unsent bytes exceeded limits.maxBufferedBytes.',
-    registers,
-  });
-  const replayedEvents = new Counter({
-    name: 'sse_replayed_events_total',
-    help: 'Events sent from channel history to subscribers resuming with Last-Event-ID.',
-    registers,
-  });
-  const heartbeatsSent = new Counter({
-    name: 'sse_heartbeats_sent_total',
-    help: 'Heartbeat comments written to idle streams.',
     registers,
   });
   const connectionDuration = new Histogram({
@@ -118,14 +107,63 @@ export function createServerMetrics(
     buckets: [0.01, 0.1, 0.5, 1, 5, 10, 30, 60, 300, 900, 3600, 14400],
     registers,
   });
-  const httpRequestDuration = new Histogram({
-    name: 'http_request_duration_seconds',
-    help: 'Duration of non-streaming HTTP requests (publish, health, metrics), by route pattern.',
-    labelNames: ['method', 'route', 'status_code'],
-    buckets: [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5],
-    registers,
-  });
+  const opened = perRoute((route) => connectionsTotal.labels({ route }));
+  const eventsSent = perRoute((route) => eventsSentCounter.labels({ route }));
+  for (const route of STREAM_ROUTES) {
+    opened[route].inc(0);
+    eventsSent[route].inc(0);
+  }
+  const durations = perRoute((route) => connectionDuration.labels({ route }));
+  return {
+    connectionsActive,
+    connectionsTotal,
+    connectionsRejected,
+    eventsSent,
+    opened,
+    durations,
+    connectionDuration,
+  };
+}
 
+function deliveryMetrics(registers: Registers): DeliveryMetrics {
+  return {
+    eventsPublished: new Counter({
+      name: 'sse_events_published_total',
+      help: 'Events accepted by the publish API.',
+      registers,
+    }),
+    bytesSent: new Counter({
+      name: 'sse_bytes_sent_total',
+      help: 'SSE bytes written to streams (events, comments and retry lines; HTTP framing excluded).',
+      registers,
+    }),
+    fanoutDuration: new Histogram({
+      name: 'sse_fanout_duration_seconds',
+      help: 'Time from accepting a publish to the write to its last local subscriber.',
+      buckets: [
+        0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5,
+      ],
+      registers,
+    }),
+    slowConsumerDisconnects: new Counter({
+      name: 'sse_slow_consumer_disconnects_total',
+      help: 'Subscribers cut off because their unsent bytes exceeded limits.maxBufferedBytes.',
+      registers,
+    }),
+    replayedEvents: new Counter({
+      name: 'sse_replayed_events_total',
+      help: 'Events sent from channel history to subscribers resuming with Last-Event-ID.',
+      registers,
+    }),
+    heartbeatsSent: new Counter({
+      name: 'sse_heartbeats_sent_total',
+      help: 'Heartbeat comments written to idle streams.',
+      registers,
+    }),
+  };
+}
+
+function brokerMetrics(registers: Registers, brokerUp: () => boolean): BrokerMetrics {
   new Gauge({
     name: 'sse_broker_up',
     help: 'Whether the broker (memory, or Redis) can publish and replay now: 1 or 0.',
@@ -147,51 +185,32 @@ export function createServerMetrics(
     buckets: [0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5],
     registers,
   });
+  return { brokerErrors, brokerPublishDuration };
+}
 
-  for (const route of STREAM_ROUTES) {
-    connectionsTotal.labels({ route }).inc(0);
-  }
-  for (const reason of [
-    'max_connections',
-    'per_ip_limit',
-    'unauthorized',
-    'bad_request',
-  ] as const) {
-    connectionsRejected.labels({ reason }).inc(0);
-  }
-  const eventsSent = {
-    '/sse/test': eventsSentCounter.labels({ route: '/sse/test' }),
-    '/sse/channels/:channel': eventsSentCounter.labels({ route: '/sse/channels/:channel' }),
-  };
-  eventsSent['/sse/test'].inc(0);
-  eventsSent['/sse/channels/:channel'].inc(0);
-
-  const opened = {
-    '/sse/test': connectionsTotal.labels({ route: '/sse/test' }),
-    '/sse/channels/:channel': connectionsTotal.labels({ route: '/sse/channels/:channel' }),
-  };
-  const durations = {
-    '/sse/test': connectionDuration.labels({ route: '/sse/test' }),
-    '/sse/channels/:channel': connectionDuration.labels({ route: '/sse/channels/:channel' }),
-  };
-
+/**
+ * Creates the registry and every metric; `activeCount` reports open streams per route, `brokerUp`
+ * whether the broker is reachable.
+ */
+export function createServerMetrics(
+  activeCount: (route: StreamRoute) => number,
+  brokerUp: () => boolean = () => true,
+): ServerMetrics {
+  const registry = new Registry();
+  registerDefaultMetrics(registry);
+  const registers = [registry];
+  buildInfo(registers);
   return {
     registry,
-    opened,
-    durations,
-    connectionsActive,
-    connectionsTotal,
-    connectionsRejected,
-    eventsSent,
-    eventsPublished,
-    bytesSent,
-    fanoutDuration,
-    slowConsumerDisconnects,
-    replayedEvents,
-    heartbeatsSent,
-    connectionDuration,
-    httpRequestDuration,
-    brokerErrors,
-    brokerPublishDuration,
+    ...streamMetrics(registers, activeCount),
+    ...deliveryMetrics(registers),
+    httpRequestDuration: new Histogram({
+      name: 'http_request_duration_seconds',
+      help: 'Duration of non-streaming HTTP requests (publish, health, metrics), by route pattern.',
+      labelNames: ['method', 'route', 'status_code'],
+      buckets: [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5],
+      registers,
+    }),
+    ...brokerMetrics(registers, brokerUp),
   };
 }

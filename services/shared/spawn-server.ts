@@ -33,27 +33,22 @@ export interface SpawnedServer {
   stop(graceMs?: number): Promise<void>;
 }
 
-export async function spawnServer(
-  script: string,
-  options: SpawnServerOptions = {},
-): Promise<SpawnedServer> {
-  const child = spawn(process.execPath, [script], {
-    cwd: options.cwd ?? REPO_ROOT,
-    env: { ...process.env, HOST: '127.0.0.1', PORT: '0', LOG_LEVEL: 'info', ...options.env },
-    stdio: ['ignore', 'pipe', options.stderr ?? 'pipe'],
-  });
-  const logs: Record<string, unknown>[] = [];
-  let err = '';
-  child.stderr?.setEncoding('utf8').on('data', (s: string) => {
-    err += s;
-  });
-  const exited = once(child, 'exit').then(([code, signal]) => (code ?? signal) as number | string);
-  const timeoutMs = options.timeoutMs ?? 15_000;
-  const port = await new Promise<number>((resolve, reject) => {
+/**
+ * Collects the child's stdout JSON log lines into `logs` and resolves with the port of the first
+ * `listening` line; rejects when the child exits first or after `timeoutMs` (then kills it).
+ */
+function listeningPort(
+  child: ChildProcess,
+  exited: Promise<number | string>,
+  logs: Record<string, unknown>[],
+  why: () => string,
+  timeoutMs: number,
+): Promise<number> {
+  return new Promise<number>((resolve, reject) => {
     let buf = '';
     const timer = setTimeout(() => {
       child.kill('SIGKILL');
-      reject(new Error(`${script} did not listen within ${timeoutMs} ms: ${err}`));
+      reject(new Error(`did not listen within ${timeoutMs} ms: ${why()}`));
     }, timeoutMs);
     child.stdout!.setEncoding('utf8').on('data', (s: string) => {
       buf += s;
@@ -76,8 +71,34 @@ export async function spawnServer(
     });
     exited.then((code) => {
       clearTimeout(timer);
-      reject(new Error(`${script} exited (${code}) before listening: ${err.trim()}`));
+      reject(new Error(`exited (${code}) before listening: ${why().trim()}`));
     });
+  });
+}
+
+export async function spawnServer(
+  script: string,
+  options: SpawnServerOptions = {},
+): Promise<SpawnedServer> {
+  const child = spawn(process.execPath, [script], {
+    cwd: options.cwd ?? REPO_ROOT,
+    env: { ...process.env, HOST: '127.0.0.1', PORT: '0', LOG_LEVEL: 'info', ...options.env },
+    stdio: ['ignore', 'pipe', options.stderr ?? 'pipe'],
+  });
+  const logs: Record<string, unknown>[] = [];
+  let err = '';
+  child.stderr?.setEncoding('utf8').on('data', (s: string) => {
+    err += s;
+  });
+  const exited = once(child, 'exit').then(([code, signal]) => (code ?? signal) as number | string);
+  const port = await listeningPort(
+    child,
+    exited,
+    logs,
+    () => err,
+    options.timeoutMs ?? 15_000,
+  ).catch((e: Error) => {
+    throw new Error(`${script} ${e.message}`);
   });
   const kill = (signal: NodeJS.Signals = 'SIGTERM') => {
     if (child.exitCode === null && child.signalCode === null) child.kill(signal);

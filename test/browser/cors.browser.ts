@@ -4,8 +4,13 @@ import assert from 'node:assert/strict';
 import type { IncomingHttpHeaders } from 'node:http';
 import { after, before, describe, test } from 'node:test';
 import type { Page } from 'playwright-core';
+import {
+  launchBrowser,
+  type PageOrigin,
+  startPageOrigin,
+  type TestBrowser,
+} from '../helpers/browser.ts';
 import { startServer, type TestServer } from '../helpers/server.ts';
-import { launchBrowser, type PageOrigin, startPageOrigin, type TestBrowser } from './helpers.ts';
 
 interface StreamOutcome {
   opened: boolean;

@@ -5,8 +5,6 @@ import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import type { Page } from 'playwright-core';
-import { ROOT, type ServerProcess, spawnServer } from '../helpers/process.ts';
-import { publish, Subscriber, startServer, type TestServer } from '../helpers/server.ts';
 import {
   launchBrowser,
   shownEvents,
@@ -14,7 +12,9 @@ import {
   waitForEvents,
   waitForState,
   watchErrors,
-} from './helpers.ts';
+} from '../helpers/browser.ts';
+import { ROOT, type ServerProcess, spawnServer } from '../helpers/process.ts';
+import { publish, Subscriber, startServer, type TestServer } from '../helpers/server.ts';
 
 const TOKEN = 'browser-test-token';
 const AUTH = { authorization: `Bearer ${TOKEN}` };

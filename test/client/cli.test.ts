@@ -4,9 +4,9 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, test } from 'node:test';
+import { freePort } from '../../services/shared/free-port.ts';
 import { runClient, spawnClient } from '../helpers/client-process.ts';
 import { ROOT } from '../helpers/process.ts';
-import { freePort } from '../helpers/prometheus.ts';
 import {
   exampleEvent,
   exampleLine,

@@ -9,7 +9,7 @@ import {
   SseClientError,
   type SseEvent,
 } from '../../services/client/src/index.ts';
-import { freePort } from '../helpers/prometheus.ts';
+import { freePort } from '../../services/shared/free-port.ts';
 import { exampleEvent, SSE_HEADERS, type StubServer, startStub } from '../helpers/stub-server.ts';
 
 after(() => closeDefaultDispatchers());

@@ -8,8 +8,8 @@ import {
   publishTimestamp,
   startMetricsServer,
 } from '../../services/client/src/metrics.ts';
+import { freePort } from '../../services/shared/free-port.ts';
 import { spawnClient } from '../helpers/client-process.ts';
-import { freePort } from '../helpers/prometheus.ts';
 import { exampleEvent, SSE_HEADERS, startStub } from '../helpers/stub-server.ts';
 
 after(() => closeDefaultDispatchers());

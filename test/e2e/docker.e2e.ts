@@ -9,6 +9,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { freePort } from '../../services/shared/free-port.ts';
 import { EXAMPLE_HEADERS, exampleBody, exampleClientLines } from '../helpers/example.ts';
+import { ALERT_NAMES } from '../helpers/prometheus.ts';
 import { E2E_PER_IP_LIMIT, scaleSteps } from './scale-steps.ts';
 
 const root = fileURLToPath(new URL('../../', import.meta.url));
@@ -90,14 +91,6 @@ const { version } = JSON.parse(readFileSync(`${root}package.json`, 'utf8')) as {
 /** The project's image names, found in the first step. */
 const images = { server: '', client: '' };
 
-/** The alert rules of config/alerts.yml. */
-const ALERTS = [
-  'HttpSseTargetDown',
-  'HttpSseBrokerDown',
-  'HttpSseSlowConsumerDisconnects',
-  'HttpSseConnectionsRejected',
-  'HttpSseFanoutP99High',
-];
 const EXAMPLE_STATUS_AND_HEADERS = ['HTTP/1.1 200 OK', ...EXAMPLE_HEADERS];
 const exampleClient = [...exampleClientLines(), 'SSE stream finished'].join('\n');
 
@@ -248,7 +241,7 @@ const steps: [string, () => Promise<void>][] = [
         loaded
           .map((r) => r.name)
           .sort()
-          .join(',') === ALERTS.toSorted().join(','),
+          .join(',') === ALERT_NAMES.toSorted().join(','),
         `alert rules loaded: ${JSON.stringify(loaded.map((r) => r.name))}`,
       );
       expect(

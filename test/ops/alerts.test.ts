@@ -8,16 +8,9 @@ import { join } from 'node:path';
 import { after, describe, test } from 'node:test';
 import { parse } from 'yaml';
 import { ROOT } from '../helpers/process.ts';
-import { missingTool } from '../helpers/prometheus.ts';
+import { ALERT_NAMES as ALERTS, missingTool } from '../helpers/prometheus.ts';
 
 const CONFIG = join(ROOT, 'config');
-const ALERTS = [
-  'HttpSseTargetDown',
-  'HttpSseBrokerDown',
-  'HttpSseSlowConsumerDisconnects',
-  'HttpSseConnectionsRejected',
-  'HttpSseFanoutP99High',
-];
 
 function promtool(args: string[]): { status: number | null; output: string } {
   const r = spawnSync('promtool', args, { encoding: 'utf8', timeout: 30_000 });

@@ -7,8 +7,8 @@ import http from 'node:http';
 import net from 'node:net';
 import { join } from 'node:path';
 import { describe, test } from 'node:test';
+import { freePort } from '../../services/shared/free-port.ts';
 import { ROOT } from '../helpers/process.ts';
-import { freePort } from '../helpers/prometheus.ts';
 import { startServer } from '../helpers/server.ts';
 
 const SCRIPT = join(ROOT, 'services/server/healthcheck.sh');

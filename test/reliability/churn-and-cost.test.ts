@@ -3,8 +3,9 @@
 import assert from 'node:assert/strict';
 import net from 'node:net';
 import { after, before, describe, test } from 'node:test';
+import { heapAfterGc, mb } from '../helpers/memory.ts';
+import { openRaw } from '../helpers/raw-socket.ts';
 import { eventually, startServer, type TestServer } from '../helpers/server.ts';
-import { heapAfterGc, mb, openRaw } from './helpers.ts';
 
 const CYCLES = 20_000;
 const WAVE = 500; // sockets open at once: 2 fds each in this process, far below 20,000

@@ -4,9 +4,10 @@
 import assert from 'node:assert/strict';
 import type net from 'node:net';
 import { after, before, describe, test } from 'node:test';
+import { mb, rssOf } from '../helpers/memory.ts';
 import { type ServerProcess, spawnServer } from '../helpers/process.ts';
+import { openRaw, statusOf } from '../helpers/raw-socket.ts';
 import { dechunk, eventually, rawExchange, splitResponse } from '../helpers/server.ts';
-import { mb, openRaw, rssOf, statusOf } from './helpers.ts';
 
 const CLIENTS = 100;
 const LONG = 'GET /sse/test?count=100000&interval_ms=0 HTTP/1.1\r\nHost: x\r\n\r\n';

@@ -4,8 +4,8 @@
 import assert from 'node:assert/strict';
 import type net from 'node:net';
 import { describe, test } from 'node:test';
+import { openRaw, statusOf } from '../helpers/raw-socket.ts';
 import { eventually, publish, Subscriber, startServer } from '../helpers/server.ts';
-import { openRaw, statusOf } from './helpers.ts';
 
 const percentile = (sorted: number[], p: number) =>
   sorted[Math.min(sorted.length - 1, Math.floor((sorted.length * p) / 100))]!;

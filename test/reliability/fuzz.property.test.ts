@@ -4,8 +4,8 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import fc from 'fast-check';
+import { statusOf } from '../helpers/raw-socket.ts';
 import { rawExchange, startServer, type TestServer } from '../helpers/server.ts';
-import { statusOf } from './helpers.ts';
 
 const METHODS = [
   'GET',

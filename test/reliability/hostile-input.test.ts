@@ -10,6 +10,7 @@ import {
   REQUEST_TIMEOUT_MS,
 } from '../../services/server/src/http/socket-limits.ts';
 import { createLogger } from '../../services/server/src/logger.ts';
+import { connect, jsonBodyOf, recordUntilClose, statusOf } from '../helpers/raw-socket.ts';
 import {
   dechunk,
   rawExchange,
@@ -18,7 +19,6 @@ import {
   startServer,
   type TestServer,
 } from '../helpers/server.ts';
-import { connect, jsonBodyOf, statusOf } from './helpers.ts';
 
 const post = (path: string, body: string, headers: string) =>
   `POST ${path} HTTP/1.1\r\n${headers}Content-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`;
@@ -169,20 +169,14 @@ describe('slow requests are timed out with 408 JSON; streams are not', () => {
   });
 
   test('headers one byte per 100 ms (slowloris) get 408 JSON after headersTimeout', async (t2) => {
-    const socket = await connect(t.port);
-    let raw = '';
-    socket.on('data', (c: Buffer) => {
-      raw += c.toString('latin1');
-    });
-    const closed = new Promise((r) => socket.once('close', r));
-    const started = Date.now();
+    const { socket, closed, started } = await recordUntilClose(t.port);
     const head =
       'GET /healthz HTTP/1.1\r\nHost: x\r\nX-Slow: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa';
     let i = 0;
     const drip = setInterval(() => {
       if (socket.writable && i < head.length) socket.write(head[i++]!);
     }, 100);
-    await closed;
+    const raw = await closed;
     clearInterval(drip);
     t2.diagnostic(
       `slowloris held ${Date.now() - started} ms (headersTimeout 1000 ms, checked every 1000 ms)`,
@@ -199,17 +193,11 @@ describe('slow requests are timed out with 408 JSON; streams are not', () => {
   });
 
   test('a body that never ends gets 408 JSON after requestTimeout', async (t2) => {
-    const socket = await connect(t.port);
-    let raw = '';
-    socket.on('data', (c: Buffer) => {
-      raw += c.toString('latin1');
-    });
-    const closed = new Promise((r) => socket.once('close', r));
-    const started = Date.now();
+    const { socket, closed, started } = await recordUntilClose(t.port);
     socket.write(
       'POST /channels/a/events HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: 1000\r\n\r\n{"data":',
     );
-    await closed;
+    const raw = await closed;
     t2.diagnostic(`unfinished body held ${Date.now() - started} ms (requestTimeout 2000 ms)`);
     assert.equal(statusOf(raw), 408, raw);
     assert.equal(jsonBodyOf(raw).error, 'request_timeout');

@@ -13,8 +13,8 @@ import {
   socketCap,
 } from '../../services/server/src/http/socket-limits.ts';
 import { ROOT } from '../helpers/process.ts';
+import { connect } from '../helpers/raw-socket.ts';
 import { eventually, startServer } from '../helpers/server.ts';
-import { connect } from './helpers.ts';
 
 describe('limits.maxSockets', () => {
   test('SSE_MAX_SOCKETS and SSE_STALL_TIMEOUT_MS set the keys; 0 means derived from the limits', () => {

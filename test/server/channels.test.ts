@@ -2,10 +2,9 @@
 import assert from 'node:assert/strict';
 import net from 'node:net';
 import { after, before, describe, test } from 'node:test';
-import { setFlagsFromString } from 'node:v8';
-import { runInNewContext } from 'node:vm';
 import { compareIds, parseEventId } from '../../services/server/src/broker/event-id.ts';
 import { EXAMPLE_HEADERS } from '../helpers/example.ts';
+import { fullGc } from '../helpers/memory.ts';
 import {
   eventually,
   publish,
@@ -15,15 +14,6 @@ import {
   startServer,
   type TestServer,
 } from '../helpers/server.ts';
-
-setFlagsFromString('--expose-gc');
-const runGc = runInNewContext('gc') as () => void;
-/** A full GC, twice, with a pause between for V8's concurrent ArrayBuffer sweeper. */
-async function gc(): Promise<void> {
-  runGc();
-  await new Promise((r) => setTimeout(r, 200));
-  runGc();
-}
 
 const ids = (s: Subscriber) => s.events.map((e) => e.id);
 const byId = (a: string, b: string) => compareIds(parseEventId(a)!, parseEventId(b)!);
@@ -435,7 +425,7 @@ describe('connection limits', () => {
       );
 
       const payload = 'x'.repeat(32 * 1024);
-      await gc();
+      await fullGc(200);
       const before = process.memoryUsage().arrayBuffers;
       const total = 1500; // ~48 MiB through the stalled subscriber's path
       let cutAt = -1;
@@ -445,7 +435,7 @@ describe('connection limits', () => {
         if (cutAt < 0 && r.body.subscribers === 1) cutAt = i;
       }
       await normal.waitFor(total, 30_000);
-      await gc();
+      await fullGc(200);
       // Buffers still referenced after a full GC: the stalled socket's queue would hold the
       // ~40 MiB the kernel did not take, were it not cut off at 256 KiB.
       const grown = process.memoryUsage().arrayBuffers - before;

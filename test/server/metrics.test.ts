@@ -5,8 +5,9 @@ import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import net from 'node:net';
 import { after, before, describe, test } from 'node:test';
+import { freePort } from '../../services/shared/free-port.ts';
 import { ROOT } from '../helpers/process.ts';
-import { freePort, missingTool, promtoolCheck, startPrometheus } from '../helpers/prometheus.ts';
+import { missingTool, promtoolCheck, startPrometheus } from '../helpers/prometheus.ts';
 import {
   eventually,
   publish,

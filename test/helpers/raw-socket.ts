@@ -1,34 +1,5 @@
-// Shared tools of the reliability tests: raw sockets, memory readings and a forced GC.
-import { readFileSync } from 'node:fs';
+// Raw TCP for tests that send bytes no HTTP client would: connect, send, read heads and bodies.
 import net from 'node:net';
-import { setFlagsFromString } from 'node:v8';
-import { runInNewContext } from 'node:vm';
-
-setFlagsFromString('--expose-gc');
-const gcFn = runInNewContext('gc') as () => void;
-
-/** A full garbage collection (twice, so finalizers' garbage goes too). */
-export async function fullGc(): Promise<void> {
-  for (let i = 0; i < 2; i++) {
-    gcFn();
-    await new Promise((r) => setImmediate(r));
-  }
-}
-
-/** Heap used after a full GC, in bytes. */
-export async function heapAfterGc(): Promise<number> {
-  await fullGc();
-  return process.memoryUsage().heapUsed;
-}
-
-/** Resident set size of a process, in bytes (from /proc). */
-export function rssOf(pid: number): number {
-  const status = readFileSync(`/proc/${pid}/status`, 'utf8');
-  const kb = /VmRSS:\s+(\d+)/.exec(status)?.[1];
-  return Number(kb) * 1024;
-}
-
-export const mb = (bytes: number) => `${(bytes / 1024 / 1024).toFixed(1)} MB`;
 
 /** Opens a TCP connection to 127.0.0.1:port and resolves once it is connected. */
 export function connect(port: number): Promise<net.Socket> {
@@ -40,6 +11,19 @@ export function connect(port: number): Promise<net.Socket> {
     });
     socket.once('error', reject);
   });
+}
+
+/** A new connection whose every received byte is kept: `closed` resolves with them at close. */
+export async function recordUntilClose(
+  port: number,
+): Promise<{ socket: net.Socket; closed: Promise<string>; started: number }> {
+  const socket = await connect(port);
+  let raw = '';
+  socket.on('data', (c: Buffer) => {
+    raw += c.toString('latin1');
+  });
+  const closed = new Promise<string>((r) => socket.once('close', () => r(raw)));
+  return { socket, closed, started: Date.now() };
 }
 
 /** Sends a request on a new socket and resolves with the socket once the status line arrived. */

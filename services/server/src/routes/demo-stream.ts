@@ -34,6 +34,35 @@ function demoEvents(start: number, count: number): Buffer {
   return Buffer.from(out);
 }
 
+/** What one /sse/test request asks for: events start..count-1, intervalMs apart (0: at once). */
+export interface DemoRequest {
+  start: number;
+  count: number;
+  intervalMs: number;
+}
+
+/**
+ * Starts the example stream on a registered connection: paced by a timer, in one write, or pumped
+ * as the socket drains (see the file comment).
+ */
+export function startDemo(
+  conn: SseConnection,
+  headers: OutgoingHttpHeaders,
+  demo: DemoRequest,
+  metrics: ServerMetrics,
+): void {
+  if (demo.intervalMs > 0) startPaced(conn, headers, demo, metrics);
+  else if (demo.count - demo.start <= DEMO_AT_ONCE_MAX_EVENTS) {
+    sendAtOnce(conn, headers, demo, metrics);
+  } else startPump(conn, headers, demo, metrics);
+}
+
+/** The demo stream's share of sse_events_sent_total and sse_bytes_sent_total. */
+function countSent(metrics: ServerMetrics, events: number, bytes: number): void {
+  metrics.eventsSent['/sse/test'].inc(events);
+  metrics.bytesSent.inc(bytes);
+}
+
 /** The default stream's bytes, built once. */
 const DEFAULT_BODY = demoEvents(0, DEMO_DEFAULT_COUNT);
 
@@ -42,11 +71,10 @@ const DEFAULT_BODY = demoEvents(0, DEMO_DEFAULT_COUNT);
  * one write (node's own `res.end(body)` path, which corks them together). The connection stays
  * registered until the response has closed.
  */
-export function sendDemoAtOnce(
+function sendAtOnce(
   conn: SseConnection,
   headers: OutgoingHttpHeaders,
-  start: number,
-  count: number,
+  { start, count }: DemoRequest,
   metrics: ServerMetrics,
 ): void {
   const body =
@@ -62,16 +90,14 @@ export function sendDemoAtOnce(
   } else {
     res.end(body);
   }
-  metrics.eventsSent['/sse/test'].inc(count - start);
-  metrics.bytesSent.inc(body.length);
+  countSent(metrics, count - start, body.length);
 }
 
 /** A long interval_ms=0 stream: batches written as the client reads (see the file comment). */
-export function startDemoPump(
+function startPump(
   conn: SseConnection,
   headers: OutgoingHttpHeaders,
-  start: number,
-  count: number,
+  { start, count }: DemoRequest,
   metrics: ServerMetrics,
 ): void {
   conn.demo = new DemoProgress(start, count);
@@ -93,8 +119,7 @@ function countBatch(conn: SseConnection, batch: Buffer, metrics: ServerMetrics):
   // Every event of the demo stream ends with "\n\n" and holds no other blank line.
   let events = 0;
   for (let i = batch.indexOf('\n\n'); i >= 0; i = batch.indexOf('\n\n', i + 2)) events++;
-  metrics.eventsSent['/sse/test'].inc(events);
-  metrics.bytesSent.inc(batch.length);
+  countSent(metrics, events, batch.length);
 }
 
 function pump(conn: SseConnection, metrics: ServerMetrics): void {
@@ -114,18 +139,15 @@ function pump(conn: SseConnection, metrics: ServerMetrics): void {
 }
 
 /** Paced streams: the first event now, then one per interval from a timer of the connection. */
-export function startDemoStream(
+function startPaced(
   conn: SseConnection,
   headers: OutgoingHttpHeaders,
-  start: number,
-  count: number,
-  intervalMs: number,
+  { start, count, intervalMs }: DemoRequest,
   metrics: ServerMetrics,
 ): void {
   const first = Buffer.from(demoEvent(start));
   conn.open(headers, [first]);
-  metrics.eventsSent['/sse/test'].inc();
-  metrics.bytesSent.inc(first.length);
+  countSent(metrics, 1, first.length);
   const demo = new DemoProgress(start + 1, count, intervalMs);
   conn.demo = demo;
   if (demo.done) conn.end();
@@ -139,8 +161,7 @@ function demoTick(conn: SseConnection, metrics: ServerMetrics): void {
   const bytes = Buffer.from(demoEvent(demo.next));
   if (!conn.write(bytes)) return;
   conn.lastWriteAt = Date.now();
-  metrics.eventsSent['/sse/test'].inc();
-  metrics.bytesSent.inc(bytes.length);
+  countSent(metrics, 1, bytes.length);
   demo.next++;
   if (demo.done) conn.end();
   else demo.timer = setTimeout(demoTick, demo.intervalMs, conn, metrics);

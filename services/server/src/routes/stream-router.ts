@@ -18,14 +18,11 @@ import { SseConnection, type StreamRoute, wantsClose } from '../sse/connection.t
 import type { Hub } from '../sse/hub.ts';
 import type { ConnectionRegistry } from '../sse/registry.ts';
 import {
-  DEMO_AT_ONCE_MAX_EVENTS,
   DEMO_DEFAULT_COUNT,
   DEMO_DEFAULT_INTERVAL_MS,
   DEMO_MAX_COUNT,
   DEMO_MAX_INTERVAL_MS,
-  sendDemoAtOnce,
-  startDemoPump,
-  startDemoStream,
+  startDemo,
 } from './demo-stream.ts';
 import {
   acceptsEventStream,
@@ -138,11 +135,7 @@ export class StreamRouter {
     // Every demo stream is a registered connection: it counts toward the limits.
     const conn = this.open(req, res, '/sse/test');
     if (conn === null) return;
-    const { metrics } = this.deps;
-    if (interval > 0) startDemoStream(conn, this.headers(req), start, count, interval, metrics);
-    else if (count - start <= DEMO_AT_ONCE_MAX_EVENTS) {
-      sendDemoAtOnce(conn, this.headers(req), start, count, metrics);
-    } else startDemoPump(conn, this.headers(req), start, count, metrics);
+    startDemo(conn, this.headers(req), { start, count, intervalMs: interval }, this.deps.metrics);
   }
 
   private subscribe(

@@ -10,7 +10,8 @@ import {
   UsageError,
 } from '../../services/shared/cli.ts';
 import { ConfigError } from '../../services/shared/config-file.ts';
-import { type Broker, runBench } from './bench.ts';
+import { runBench } from './bench.ts';
+import type { Broker } from './bench-targets.ts';
 import { type LoadtestConfig, loadLoadtestConfig } from './config.ts';
 import { defaultWorkers } from './fanout/rig.ts';
 import { green, log, red, yellow } from './output.ts';

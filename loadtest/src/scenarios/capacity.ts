@@ -3,10 +3,10 @@
 // fails, then bisects between the last good and the first failing rate. A step the harness
 // limited (achieved < offered, or a worker's event loop lagging) counts as failed and is marked:
 // past that point the figure says what the harness could offer, not what the server could take.
-import { FanoutRig, type StepResult } from '../fanout/rig.ts';
+import type { FanoutRig, StepResult } from '../fanout/rig.ts';
 import { log as stderrLog } from '../output.ts';
 import type { Figures, Report } from '../report/report.ts';
-import { scrapeAll, stepFigures, stepOptions } from './fanout.ts';
+import { openRig, scrapeAll, stepFigures, stepOptions } from './fanout.ts';
 
 export interface CapacityOptions {
   bases: string[];
@@ -171,12 +171,7 @@ export async function runCapacity(
 ): Promise<Omit<Report, 'environment' | 'startedAt'>> {
   const log = options.log ?? stderrLog;
   const channel = `${options.channel}-cap-${Date.now().toString(36)}`;
-  const rig = await FanoutRig.start({
-    bases: options.bases,
-    channel,
-    subscribers: options.subscribers,
-    workers: options.workers,
-  });
+  const rig = await openRig(options, channel);
   try {
     const points: Point[] = [];
     const { good, bad } = await searchCapacity(options, async (rate) => {

@@ -162,6 +162,19 @@ export function stepOptions(settings: PublishSettings, rate: number, seconds: nu
   };
 }
 
+/** The subscribers on `channel`, spread over the worker processes, and the publisher. */
+export function openRig(
+  options: Pick<FanoutOptions, 'bases' | 'subscribers' | 'workers'>,
+  channel: string,
+): Promise<FanoutRig> {
+  return FanoutRig.start({
+    bases: options.bases,
+    channel,
+    subscribers: options.subscribers,
+    workers: options.workers,
+  });
+}
+
 /** The measured step, with a progress bar (seconds published, deliveries so far) when enabled. */
 async function publishStep(rig: FanoutRig, options: FanoutOptions): Promise<StepResult> {
   log(
@@ -201,12 +214,7 @@ export async function runFanout(
   const before = await scrapeAll(options.bases);
   log(`opening ${options.subscribers} subscribers over ${options.workers} worker process(es)`);
   const openStarted = performance.now();
-  const rig = await FanoutRig.start({
-    bases: options.bases,
-    channel,
-    subscribers: options.subscribers,
-    workers: options.workers,
-  });
+  const rig = await openRig(options, channel);
   try {
     const openSeconds = (performance.now() - openStarted) / 1000;
     const idle = await scrapeAll(options.bases);

@@ -4,6 +4,13 @@ import { z } from 'zod';
 import { loadConfig } from '../../services/shared/config-file.ts';
 
 const count = (max: number) => z.number().int().min(1).max(max);
+const milliseconds = (fallback: number) => z.number().int().min(0).max(600_000).default(fallback);
+/** A channel name, by the server's rule (services/server/src/sse/channel-name.ts). */
+const channelName = (fallback: string) =>
+  z
+    .string()
+    .regex(/^[A-Za-z0-9._:-]{1,128}$/)
+    .default(fallback);
 
 export const loadtestConfigSchema = z.strictObject({
   url: z.url({ protocol: /^https?$/ }).default('http://127.0.0.1:24856'),
@@ -20,23 +27,17 @@ export const loadtestConfigSchema = z.strictObject({
       duration: count(3600).default(10),
       warmup: z.number().min(0).max(600).default(1),
       connections: count(10_000).default(16),
-      channel: z
-        .string()
-        .regex(/^[A-Za-z0-9._:-]{1,128}$/)
-        .default('loadtest'),
+      channel: channelName('loadtest'),
       payloadBytes: z.number().int().min(0).max(60_000).default(40),
-      drainMs: z.number().int().min(0).max(600_000).default(3000),
+      drainMs: milliseconds(3000),
     })
     .prefault({}),
   connections: z
     .strictObject({
       subscribers: count(1_000_000).default(2000),
       rampRate: count(1_000_000).default(1000),
-      channel: z
-        .string()
-        .regex(/^[A-Za-z0-9._:-]{1,128}$/)
-        .default('loadtest-idle'),
-      holdMs: z.number().int().min(0).max(600_000).default(3000),
+      channel: channelName('loadtest-idle'),
+      holdMs: milliseconds(3000),
     })
     .prefault({}),
   token: z.string().default(''),

@@ -10,13 +10,14 @@ import {
   UsageError,
 } from '../../services/shared/cli.ts';
 import { ConfigError } from '../../services/shared/config-file.ts';
-import { type Broker, runBench } from './bench.ts';
+import { runBench } from './bench.ts';
+import type { Broker } from './bench-targets.ts';
 import { type LoadtestConfig, loadLoadtestConfig } from './config.ts';
 import { defaultWorkers } from './fanout/rig.ts';
 import { green, log, red, yellow } from './output.ts';
 import { renderComparison } from './report/chart.ts';
 import { compareReports, readReport } from './report/compare.ts';
-import { environment, type Report, writeReport } from './report/report.ts';
+import { environment, labelled, type Report, writeReport } from './report/report.ts';
 import { figuresTable } from './report/table.ts';
 import { aggregate } from './rounds.ts';
 import { runCapacity } from './scenarios/capacity.ts';
@@ -33,6 +34,7 @@ import {
 
 export const HARNESS_LIMITED_EXIT = 3;
 const SCENARIOS = ['stream', 'fanout', 'connections', 'capacity'] as const;
+type Scenario = (typeof SCENARIOS)[number];
 
 export const USAGE = `usage: npm run loadtest -- --scenario <stream|fanout|connections|capacity> [options]
        npm run bench:fanout -- [--broker memory|redis|both] [--subscribers N]
@@ -74,6 +76,33 @@ function nonNegative(name: string, raw: string | undefined): number | undefined 
   return Number(raw);
 }
 
+/** --scenario: required (unless --help) and one of SCENARIOS. */
+function scenarioFlag(raw: string | undefined, help: boolean): Scenario {
+  if (!help && raw === undefined) throw new UsageError('--scenario is required');
+  if (raw !== undefined && !(SCENARIOS as readonly string[]).includes(raw)) {
+    throw new UsageError(`unknown scenario "${raw}" (${SCENARIOS.join(', ')})`);
+  }
+  return raw as Scenario;
+}
+
+/** --broker: memory, redis or both, and only with --bench; memory when not given. */
+function brokerFlag(raw: string | undefined, bench: boolean): Broker {
+  if (raw !== undefined && !['memory', 'redis', 'both'].includes(raw)) {
+    throw new UsageError(`--broker must be memory, redis or both, got "${raw}"`);
+  }
+  if (raw !== undefined && !bench) throw new UsageError('--broker goes with --bench');
+  return (raw ?? 'memory') as Broker;
+}
+
+function thresholdFlags(raws: string[] | undefined): Threshold[] {
+  try {
+    return (raws ?? []).map(parseThreshold);
+  } catch (err) {
+    throw new UsageError((err as Error).message);
+  }
+}
+
+/** The flags, checked in this order (the first problem is the one reported). */
 function parse(argv: string[]) {
   const { values } = parseFlags(argv, {
     scenario: { type: 'string' },
@@ -96,43 +125,30 @@ function parse(argv: string[]) {
     'no-progress': { type: 'boolean' },
     help: { type: 'boolean' },
   });
-  const scenario = values.scenario as string | undefined;
-  if (!values.help && scenario === undefined) throw new UsageError('--scenario is required');
-  if (scenario !== undefined && !(SCENARIOS as readonly string[]).includes(scenario)) {
-    throw new UsageError(`unknown scenario "${scenario}" (${SCENARIOS.join(', ')})`);
-  }
+  const scenario = scenarioFlag(values.scenario, Boolean(values.help));
   if (values.bench && scenario !== 'fanout')
     throw new UsageError('--bench goes with --scenario fanout');
-  const urls = (values.url as string[] | undefined) ?? [];
+  const urls = values.url ?? [];
   for (const url of urls) httpUrlFlag('--url', url);
-  const broker = values.broker as string | undefined;
-  if (broker !== undefined && !['memory', 'redis', 'both'].includes(broker)) {
-    throw new UsageError(`--broker must be memory, redis or both, got "${broker}"`);
-  }
-  if (broker !== undefined && !values.bench) throw new UsageError('--broker goes with --bench');
-  let thresholds: Threshold[];
-  try {
-    thresholds = ((values.threshold as string[] | undefined) ?? []).map(parseThreshold);
-  } catch (err) {
-    throw new UsageError((err as Error).message);
-  }
+  const broker = brokerFlag(values.broker, Boolean(values.bench));
+  const thresholds = thresholdFlags(values.threshold);
   return {
     help: Boolean(values.help),
-    scenario: scenario as (typeof SCENARIOS)[number],
+    scenario,
     urls,
-    connections: positive('connections', values.connections as string | undefined),
-    duration: positive('duration', values.duration as string | undefined),
-    warmup: nonNegative('warmup', values.warmup as string | undefined),
-    rate: positive('rate', values.rate as string | undefined),
-    subscribers: positive('subscribers', values.subscribers as string | undefined),
-    workers: positive('workers', values.workers as string | undefined),
-    p99TargetMs: positive('p99-target-ms', values['p99-target-ms'] as string | undefined),
-    maxRate: positive('max-rate', values['max-rate'] as string | undefined),
-    rounds: positive('rounds', values.rounds as string | undefined) ?? 1,
+    connections: positive('connections', values.connections),
+    duration: positive('duration', values.duration),
+    warmup: nonNegative('warmup', values.warmup),
+    rate: positive('rate', values.rate),
+    subscribers: positive('subscribers', values.subscribers),
+    workers: positive('workers', values.workers),
+    p99TargetMs: positive('p99-target-ms', values['p99-target-ms']),
+    maxRate: positive('max-rate', values['max-rate']),
+    rounds: positive('rounds', values.rounds) ?? 1,
     thresholds,
-    broker: (broker ?? 'memory') as Broker,
-    out: values.out as string | undefined,
-    compare: values.compare as string | undefined,
+    broker,
+    out: values.out,
+    compare: values.compare,
     json: Boolean(values.json),
     bench: Boolean(values.bench),
     progress: !values['no-progress'],
@@ -155,9 +171,20 @@ async function reachable(base: string): Promise<string | null> {
 type Args = ReturnType<typeof parse>;
 type Partial = Omit<Report, 'environment' | 'startedAt'>;
 
-function runOnce(args: Args, config: LoadtestConfig, bases: string[], progress: boolean) {
+/** What fanout and capacity share: the config's fan-out settings, targets, pool and warm-up. */
+function fanoutSettings(args: Args, config: LoadtestConfig, bases: string[]) {
   const subscribers = args.subscribers ?? config.fanout.subscribers;
-  const workers = args.workers ?? defaultWorkers(subscribers);
+  return {
+    ...config.fanout,
+    bases,
+    subscribers,
+    workers: args.workers ?? defaultWorkers(subscribers),
+    warmup: args.warmup ?? config.fanout.warmup,
+    token: config.token,
+  };
+}
+
+function runOnce(args: Args, config: LoadtestConfig, bases: string[], progress: boolean) {
   if (args.scenario === 'stream') {
     return runStream({
       base: bases[0]!,
@@ -168,31 +195,21 @@ function runOnce(args: Args, config: LoadtestConfig, bases: string[], progress: 
   }
   if (args.scenario === 'fanout') {
     return runFanout({
-      ...config.fanout,
-      bases,
-      subscribers,
-      workers,
+      ...fanoutSettings(args, config, bases),
       rate: args.rate ?? config.fanout.rate,
       duration: args.duration ?? config.fanout.duration,
-      warmup: args.warmup ?? config.fanout.warmup,
       connections: args.connections ?? config.fanout.connections,
-      token: config.token,
       progress,
     });
   }
   if (args.scenario === 'capacity') {
     return runCapacity({
-      ...config.fanout,
-      bases,
-      subscribers,
-      workers,
+      ...fanoutSettings(args, config, bases),
       p99TargetMs: args.p99TargetMs ?? 250,
       startRate: args.rate ?? 50,
       maxRate: args.maxRate ?? 100_000,
       stepSeconds: args.duration ?? 4,
-      warmup: args.warmup ?? config.fanout.warmup,
       connections: args.connections ?? Math.max(32, config.fanout.connections),
-      token: config.token,
     });
   }
   return runConnections({
@@ -203,31 +220,91 @@ function runOnce(args: Args, config: LoadtestConfig, bases: string[], progress: 
   });
 }
 
-async function main(argv: string[]): Promise<number> {
-  let args: Args;
-  try {
-    args = parse(argv);
-  } catch (err) {
-    if (!(err instanceof UsageError)) throw err;
-    process.stderr.write(`loadtest: ${err.message}\n\n${USAGE}\n`);
-    return 2;
+/** Runs the scenario --rounds times; several rounds make one report of medians. */
+async function runRounds(
+  args: Args,
+  config: LoadtestConfig,
+  bases: string[],
+  progress: boolean,
+): Promise<Report> {
+  const startedAt = new Date().toISOString();
+  const rounds: Partial[] = [];
+  for (let i = 0; i < args.rounds; i++) {
+    if (args.rounds > 1) log(`round ${i + 1} of ${args.rounds}`);
+    rounds.push(await runOnce(args, config, bases, progress));
   }
+  const report: Report = { ...rounds.at(-1)!, startedAt, environment: environment() };
+  if (args.rounds > 1) {
+    const { figures, spread } = aggregate(rounds.map((r) => r.figures));
+    report.figures = figures;
+    report.spread = spread;
+    report.rounds = args.rounds;
+    report.warnings = rounds.flatMap((r, i) => labelled(`round ${i + 1}`, r.warnings));
+    report.harnessLimited = rounds.flatMap((r, i) =>
+      labelled(`round ${i + 1}`, r.harnessLimited ?? []),
+    );
+  }
+  return report;
+}
+
+/** --compare's chart beside the report's: the p99s and rates both reports have. */
+async function writeComparisonChart(old: Report, report: Report, svgPath: string): Promise<void> {
+  const names = Object.keys(report.figures).filter(
+    (k) => k in old.figures && /(_p99_ms|_per_s)$/.test(k),
+  );
+  const svg = svgPath.replace(/\.svg$/, '-compare.svg');
+  writeFileSync(svg, await renderComparison(old, report, names));
+  log(`comparison chart: ${svg}`);
+}
+
+/** The figures (stdout, or stderr with --json), warnings, comparison and report paths. */
+async function printReport(
+  report: Report,
+  files: { json: string; markdown: string; svg: string },
+  args: Args,
+  old: Report | undefined,
+): Promise<void> {
+  const out = args.json ? log : (s: string) => process.stdout.write(`${s}\n`);
+  out(
+    `\n${report.scenario} against ${report.target}\n${figuresTable(report.figures, report.spread)}`,
+  );
+  for (const w of report.warnings) log(red(`\n!!! ${w} !!!`));
+  if (old) {
+    out(`\n${compareReports(old, report)}`);
+    await writeComparisonChart(old, report, files.svg);
+  }
+  log(`\nreport: ${files.markdown}\n        ${files.json}\n        ${files.svg}`);
+  if (args.json) process.stdout.write(`${JSON.stringify(report)}\n`);
+}
+
+/** Prints the harness-limited note and the threshold verdicts (last); returns the exit code. */
+function verdict(report: Report, thresholds: Threshold[]): number {
+  const limited = (report.harnessLimited ?? []).length > 0;
+  if (limited) log(yellow('\nHARNESS-LIMITED: the load generator may have set these figures'));
+  const verdicts = evaluate(thresholds, report.figures);
+  if (verdicts.length > 0) {
+    const text = formatVerdicts(verdicts);
+    log(`\nthresholds:\n${verdicts.every((v) => v.ok) ? green(text) : red(text)}`);
+  }
+  const lostOrDup = (report.figures.lost ?? 0) + (report.figures.duplicated ?? 0);
+  if (lostOrDup > 0) return 1;
+  if (verdicts.some((v) => !v.ok)) return THRESHOLD_FAILED_EXIT;
+  if (limited) return HARNESS_LIMITED_EXIT;
+  return 0;
+}
+
+async function main(argv: string[]): Promise<number> {
+  const args = parseOrNull(argv);
+  if (args === null) return 2;
   if (args.help) {
     process.stdout.write(`${USAGE}\n`);
     return 0;
   }
-  let config: LoadtestConfig;
-  try {
-    config = loadLoadtestConfig(process.env, { url: args.urls[0], out: args.out });
-  } catch (err) {
-    if (!(err instanceof ConfigError)) throw err;
-    process.stderr.write(`loadtest: config error: ${err.message}\n`);
-    return 2;
-  }
+  const config = loadConfigOrNull(args);
+  if (config === null) return 2;
   const old = args.compare !== undefined ? readReportOrNull(args.compare) : undefined;
   if (old === null) return 2;
   const progress = args.progress && process.stderr.isTTY === true;
-
   if (args.bench) {
     return runBench({
       urls: args.urls,
@@ -240,7 +317,6 @@ async function main(argv: string[]): Promise<number> {
       p99TargetMs: args.p99TargetMs ?? 250,
     });
   }
-
   const bases = (args.urls.length > 0 ? args.urls : [config.url]).map((u) => u.replace(/\/+$/, ''));
   for (const base of bases) {
     const unreachable = await reachable(base);
@@ -249,53 +325,31 @@ async function main(argv: string[]): Promise<number> {
       return 1;
     }
   }
-  const startedAt = new Date().toISOString();
-  const rounds: Partial[] = [];
-  for (let i = 0; i < args.rounds; i++) {
-    if (args.rounds > 1) log(`round ${i + 1} of ${args.rounds}`);
-    rounds.push(await runOnce(args, config, bases, progress));
-  }
-  const last = rounds.at(-1)!;
-  const report: Report = { ...last, startedAt, environment: environment() };
-  if (args.rounds > 1) {
-    const { figures, spread } = aggregate(rounds.map((r) => r.figures));
-    report.figures = figures;
-    report.spread = spread;
-    report.rounds = args.rounds;
-    report.warnings = rounds.flatMap((r, i) => r.warnings.map((w) => `round ${i + 1}: ${w}`));
-    report.harnessLimited = rounds.flatMap((r, i) =>
-      (r.harnessLimited ?? []).map((w) => `round ${i + 1}: ${w}`),
-    );
-  }
+  const report = await runRounds(args, config, bases, progress);
   const files = await writeReport(report, config.out);
-  const out = args.json ? log : (s: string) => process.stdout.write(`${s}\n`);
-  out(
-    `\n${report.scenario} against ${report.target}\n${figuresTable(report.figures, report.spread)}`,
-  );
-  for (const w of report.warnings) log(red(`\n!!! ${w} !!!`));
-  if (old) {
-    out(`\n${compareReports(old, report)}`);
-    const names = Object.keys(report.figures).filter(
-      (k) => k in old.figures && /(_p99_ms|_per_s)$/.test(k),
-    );
-    const svg = files.svg.replace(/\.svg$/, '-compare.svg');
-    writeFileSync(svg, await renderComparison(old, report, names));
-    log(`comparison chart: ${svg}`);
+  await printReport(report, files, args, old);
+  return verdict(report, args.thresholds);
+}
+
+/** The flags, or null after printing the problem and the usage. */
+function parseOrNull(argv: string[]): Args | null {
+  try {
+    return parse(argv);
+  } catch (err) {
+    if (!(err instanceof UsageError)) throw err;
+    process.stderr.write(`loadtest: ${err.message}\n\n${USAGE}\n`);
+    return null;
   }
-  log(`\nreport: ${files.markdown}\n        ${files.json}\n        ${files.svg}`);
-  if (args.json) process.stdout.write(`${JSON.stringify(report)}\n`);
-  const limited = (report.harnessLimited ?? []).length > 0;
-  if (limited) log(yellow('\nHARNESS-LIMITED: the load generator may have set these figures'));
-  const verdicts = evaluate(args.thresholds, report.figures);
-  if (verdicts.length > 0) {
-    const text = formatVerdicts(verdicts);
-    log(`\nthresholds:\n${verdicts.every((v) => v.ok) ? green(text) : red(text)}`);
+}
+
+function loadConfigOrNull(args: Args): LoadtestConfig | null {
+  try {
+    return loadLoadtestConfig(process.env, { url: args.urls[0], out: args.out });
+  } catch (err) {
+    if (!(err instanceof ConfigError)) throw err;
+    process.stderr.write(`loadtest: config error: ${err.message}\n`);
+    return null;
   }
-  const lostOrDup = (report.figures.lost ?? 0) + (report.figures.duplicated ?? 0);
-  if (lostOrDup > 0) return 1;
-  if (verdicts.some((v) => !v.ok)) return THRESHOLD_FAILED_EXIT;
-  if (limited) return HARNESS_LIMITED_EXIT;
-  return 0;
 }
 
 function readReportOrNull(path: string): Report | null {

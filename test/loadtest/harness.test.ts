@@ -102,6 +102,54 @@ async function listen(server: http.Server): Promise<string> {
   return `http://127.0.0.1:${(server.address() as { port: number }).port}`;
 }
 
+/** Serves each server on a random port while `body` runs, then closes it, connections and all. */
+async function withServers(
+  servers: http.Server[],
+  body: (bases: string[]) => Promise<void>,
+): Promise<void> {
+  const bases = await Promise.all(servers.map(listen));
+  try {
+    await body(bases);
+  } finally {
+    for (const s of servers) {
+      s.closeAllConnections();
+      s.close();
+    }
+  }
+}
+
+/** The report a --json run printed last on stdout. */
+const jsonReport = (r: { stdout: string }) =>
+  JSON.parse(r.stdout.trim().split('\n').at(-1)!) as Report;
+
+/** A one-second stream run against `base`, reports in `dir`. */
+const shortStream = (base: string, dir: string, flags: string[]) =>
+  harness(['--scenario', 'stream', '--url', base, '--duration', '1', '--out', dir, ...flags]);
+
+/** A one-second fanout run without warm-up against every base, reports in `dir`, --json. */
+const shortFanout = (
+  bases: string[],
+  dir: string,
+  flags: string[],
+  env: Record<string, string> = {},
+) =>
+  harness(
+    [
+      '--scenario',
+      'fanout',
+      ...bases.flatMap((b) => ['--url', b]),
+      ...flags,
+      '--duration',
+      '1',
+      '--warmup',
+      '0',
+      '--out',
+      dir,
+      '--json',
+    ],
+    env,
+  );
+
 describe('load-test harness', () => {
   let t: TestServer;
   let out: string;
@@ -116,18 +164,7 @@ describe('load-test harness', () => {
 
   test('stream: a tiny run writes JSON, Markdown and SVG reports with the figures', async () => {
     const dir = join(out, 'stream');
-    const r = await harness([
-      '--scenario',
-      'stream',
-      '--url',
-      t.base,
-      '--connections',
-      '2',
-      '--duration',
-      '1',
-      '--out',
-      dir,
-    ]);
+    const r = await shortStream(t.base, dir, ['--connections', '2']);
     assert.equal(r.code, 0, r.stderr);
     const { json, md, svg } = reportFiles(dir);
     assert.equal(json.scenario, 'stream');
@@ -142,31 +179,17 @@ describe('load-test harness', () => {
 
   test('stream: responses missing events, or cut, count as errors', async () => {
     for (const mode of ['short', 'cut'] as const) {
-      const server = brokenStreamServer(mode);
-      const base = await listen(server);
-      try {
-        const dir = join(out, `broken-${mode}`);
-        const r = await harness([
-          '--scenario',
-          'stream',
-          '--url',
-          base,
+      await withServers([brokenStreamServer(mode)], async ([base]) => {
+        const r = await shortStream(base!, join(out, `broken-${mode}`), [
           '--connections',
           '2',
-          '--duration',
-          '1',
-          '--out',
-          dir,
           '--json',
         ]);
-        const report = JSON.parse(r.stdout.trim().split('\n').at(-1)!) as Report;
+        const report = jsonReport(r);
         assert.ok(Number(report.figures.errors) > 0, `${mode}: ${JSON.stringify(report.figures)}`);
         assert.equal(report.figures.streams_completed, 0, mode);
         assert.match(r.stderr, /stream\(s\) failed/);
-      } finally {
-        server.closeAllConnections();
-        server.close();
-      }
+      });
     }
     assert.equal(
       completeStream('event: message\ndata: {"msg": "hello", "idx": 0}\nid: 0\n\n'),
@@ -198,8 +221,7 @@ describe('load-test harness', () => {
     );
     // On a busy machine the harness may lag (exit 3, harness-limited); the figures still count.
     assert.ok(r.code === 0 || r.code === 3, r.stderr);
-    const report = JSON.parse(r.stdout.trim().split('\n').at(-1)!) as Report;
-    const f = report.figures;
+    const f = jsonReport(r).figures;
     assert.equal(f.subscribers_open, 5);
     assert.ok(Number(f.published) > 0);
     assert.equal(f.deliveries, Number(f.published) * 5);
@@ -215,34 +237,12 @@ describe('load-test harness', () => {
   });
 
   test('fanout: a server that drops an event is caught, loudly, with exit 1', async () => {
-    const server = fanoutPeer('drop');
-    const base = await listen(server);
-    try {
-      const r = await harness([
-        '--scenario',
-        'fanout',
-        '--url',
-        base,
-        '--subscribers',
-        '3',
-        '--rate',
-        '10',
-        '--duration',
-        '1',
-        '--warmup',
-        '0',
-        '--out',
-        join(out, 'drop'),
-        '--json',
-      ]);
+    await withServers([fanoutPeer('drop')], async (bases) => {
+      const r = await shortFanout(bases, join(out, 'drop'), ['--subscribers', '3', '--rate', '10']);
       assert.equal(r.code, 1);
-      const report = JSON.parse(r.stdout.trim().split('\n').at(-1)!) as Report;
-      assert.equal(report.figures.lost, 3, 'one event missing at each of three subscribers');
+      assert.equal(jsonReport(r).figures.lost, 3, 'one event missing at each of three subscribers');
       assert.match(r.stderr, /EVENTS LOST: 3/);
-    } finally {
-      server.closeAllConnections();
-      server.close();
-    }
+    });
   });
 
   test('connections: ramps idle subscribers and reports memory per connection', async () => {
@@ -259,7 +259,7 @@ describe('load-test harness', () => {
       '--json',
     ]);
     assert.equal(r.code, 0, r.stderr);
-    const report = JSON.parse(r.stdout.trim().split('\n').at(-1)!) as Report;
+    const report = jsonReport(r);
     assert.equal(report.figures.opened, 20);
     assert.equal(report.figures.failed, 0);
     assert.ok(report.figures.server_rss_per_connection_kb !== null);
@@ -268,20 +268,7 @@ describe('load-test harness', () => {
   test('--compare prints both runs side by side with percentages', async () => {
     const dir = join(out, 'stream');
     const old = join(dir, readdirSync(dir).find((f) => f.endsWith('.json'))!);
-    const r = await harness([
-      '--scenario',
-      'stream',
-      '--url',
-      t.base,
-      '--connections',
-      '1',
-      '--duration',
-      '1',
-      '--out',
-      join(out, 'cmp'),
-      '--compare',
-      old,
-    ]);
+    const r = await shortStream(t.base, join(out, 'cmp'), ['--connections', '1', '--compare', old]);
     assert.equal(r.code, 0, r.stderr);
     assert.match(r.stdout, /compare stream: /);
     assert.match(
@@ -312,62 +299,27 @@ describe('load-test harness', () => {
   });
 
   test('fanout: events arriving out of order, with opaque ids, are neither lost nor duplicated', async () => {
-    const server = fanoutPeer('swap');
-    const base = await listen(server);
-    try {
-      const r = await harness([
-        '--scenario',
-        'fanout',
-        '--url',
-        base,
-        '--subscribers',
-        '3',
-        '--rate',
-        '10',
-        '--duration',
-        '1',
-        '--warmup',
-        '0',
-        '--out',
-        join(out, 'swap'),
-        '--json',
-      ]);
-      const report = JSON.parse(r.stdout.trim().split('\n').at(-1)!) as Report;
+    await withServers([fanoutPeer('swap')], async (bases) => {
+      const r = await shortFanout(bases, join(out, 'swap'), ['--subscribers', '3', '--rate', '10']);
+      const report = jsonReport(r);
       assert.equal(report.figures.duplicated, 0, r.stderr);
       // The last odd event may still be held back when the run ends: at most one per subscriber.
       assert.ok(Number(report.figures.lost) <= 3, r.stderr);
       assert.ok(Number(report.figures.deliveries) >= Number(report.figures.published) * 3 - 3);
-    } finally {
-      server.closeAllConnections();
-      server.close();
-    }
+    });
   });
 
   test('--url twice: subscribers and publishes go round-robin to both replicas', async () => {
     const hub = newHub();
     const servers = [fanoutPeer('ok', 0, hub), fanoutPeer('ok', 0, hub)];
-    const bases = await Promise.all(servers.map(listen));
-    try {
-      const r = await harness([
-        '--scenario',
-        'fanout',
-        '--url',
-        bases[0]!,
-        '--url',
-        bases[1]!,
+    await withServers(servers, async (bases) => {
+      const r = await shortFanout(bases, join(out, 'replicas'), [
         '--subscribers',
         '4',
         '--rate',
         '10',
-        '--duration',
-        '1',
-        '--warmup',
-        '0',
-        '--out',
-        join(out, 'replicas'),
-        '--json',
       ]);
-      const report = JSON.parse(r.stdout.trim().split('\n').at(-1)!) as Report;
+      const report = jsonReport(r);
       assert.equal(report.figures.lost, 0, r.stderr);
       assert.equal(report.target, bases.join(' '));
       for (const s of servers) {
@@ -375,38 +327,24 @@ describe('load-test harness', () => {
         assert.equal(served.subscribes, 2);
         assert.ok(served.publishes >= 4, `publishes ${served.publishes}`);
       }
-    } finally {
-      for (const s of servers) {
-        s.closeAllConnections();
-        s.close();
-      }
-    }
+    });
   });
 
   test('a failed --threshold exits 99 and prints the verdict last; --rounds gives min-max', async () => {
-    const r = await harness(
+    const r = await shortFanout(
+      [t.base],
+      join(out, 'thr'),
       [
-        '--scenario',
-        'fanout',
-        '--url',
-        t.base,
         '--subscribers',
         '2',
         '--rate',
         '10',
-        '--duration',
-        '1',
-        '--warmup',
-        '0',
         '--rounds',
         '2',
         '--threshold',
         'delivery_p99_ms<0.000001',
         '--threshold',
         'lost==0',
-        '--out',
-        join(out, 'thr'),
-        '--json',
       ],
       { SSE_PUBLISH_TOKEN: 'lt' },
     );
@@ -414,7 +352,7 @@ describe('load-test harness', () => {
     const lines = r.stderr.trim().split('\n');
     assert.match(lines.at(-2)!, /^FAIL delivery_p99_ms<0\.000001 \(delivery_p99_ms = [\d.]+ ms\)$/);
     assert.match(lines.at(-1)!, /^PASS lost==0/);
-    const report = JSON.parse(r.stdout.trim().split('\n').at(-1)!) as Report;
+    const report = jsonReport(r);
     assert.equal(report.rounds, 2);
     const [min, max] = report.spread!.delivery_p99_ms!;
     assert.ok(
@@ -424,38 +362,22 @@ describe('load-test harness', () => {
   });
 
   test('a publisher held back by slow answers marks the run harness-limited, exit 3', async () => {
-    const server = fanoutPeer('ok', 300);
-    const base = await listen(server);
-    try {
-      const r = await harness([
-        '--scenario',
-        'fanout',
-        '--url',
-        base,
+    await withServers([fanoutPeer('ok', 300)], async (bases) => {
+      const r = await shortFanout(bases, join(out, 'slow'), [
         '--subscribers',
         '1',
         '--rate',
         '20',
-        '--duration',
-        '1',
-        '--warmup',
-        '0',
         '--connections',
         '1',
-        '--out',
-        join(out, 'slow'),
-        '--json',
       ]);
       assert.equal(r.code, 3, r.stderr);
-      const report = JSON.parse(r.stdout.trim().split('\n').at(-1)!) as Report;
+      const report = jsonReport(r);
       assert.ok(Number(report.figures.publish_achieved_per_s) < 0.98 * 20);
       assert.ok(Number(report.figures.publish_skipped) > 0);
       assert.equal(report.figures.lost, 0, 'skipped publishes are not expected anywhere');
       assert.match(r.stderr, /HARNESS-LIMITED: achieved publish rate/);
-    } finally {
-      server.closeAllConnections();
-      server.close();
-    }
+    });
   });
 
   test('capacity: steps the rate up and reports the highest sustained rate', async () => {
@@ -481,7 +403,7 @@ describe('load-test harness', () => {
       ],
       { SSE_PUBLISH_TOKEN: 'lt' },
     );
-    const report = JSON.parse(r.stdout.trim().split('\n').at(-1)!) as Report;
+    const report = jsonReport(r);
     assert.equal(report.scenario, 'capacity');
     assert.deepEqual(
       report.series.capacity?.map((p) => p.rate),

@@ -3,47 +3,80 @@
 // were answered. At most `concurrency` publishes are in flight; a publish due while that many are
 // pending is skipped (and counted), so a slow server or a slow harness shows up as an achieved
 // rate below the offered one instead of a silently stretched schedule.
+
 import * as hdr from 'hdr-histogram-js';
 import { Pool } from 'undici';
 import { eventData } from './event-data.ts';
+import { newLatencyHistogram } from './histogram.ts';
 import { LoadMonitor } from './load-monitor.ts';
 import type { PublishRequest, PublishResult } from './protocol.ts';
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
-export async function publish(req: PublishRequest): Promise<PublishResult> {
-  const pools = req.urls.map(
-    (base) => new Pool(base, { connections: req.concurrency, pipelining: 1 }),
-  );
-  const histogram = hdr.build({
-    lowestDiscernibleValue: 1,
-    highestTrackableValue: 600_000_000,
-    numberOfSignificantValueDigits: 3,
-  });
-  const monitor = new LoadMonitor();
+/** The step's seqs, [startSeq, endSeq); those from `measuredFrom` on fall after the warm-up. */
+function schedule(req: PublishRequest) {
+  const total = Math.round((req.rate * (req.warmupMs + req.durationMs)) / 1000);
+  return {
+    total,
+    measuredFrom: req.startSeq + Math.round((req.rate * req.warmupMs) / 1000),
+    endSeq: req.startSeq + total,
+  };
+}
+
+/** The publishes so far, counted as they are sent, skipped and answered. */
+interface Tally {
+  inFlight: number;
+  sent: number;
+  accepted: number;
+  /** Accepted publishes of seqs in the measured window. */
+  acceptedMeasured: number;
+  skipped: number;
+  failed: number;
+  /** Seqs skipped or not answered 202. */
+  rejected: number[];
+  errors: Record<string, number>;
+  pending: Set<Promise<void>>;
+}
+
+const newTally = (): Tally => ({
+  inFlight: 0,
+  sent: 0,
+  accepted: 0,
+  acceptedMeasured: 0,
+  skipped: 0,
+  failed: 0,
+  rejected: [],
+  errors: {},
+  pending: new Set(),
+});
+
+function countFailure(tally: Tally, seq: number, reason: string): void {
+  tally.failed++;
+  tally.rejected.push(seq);
+  tally.errors[reason] = (tally.errors[reason] ?? 0) + 1;
+}
+
+/**
+ * A function that publishes one seq (to the targets round-robin) and counts its answer, with
+ * its latency when the seq is measured. Everything per step is built once, here.
+ */
+function sender(
+  req: PublishRequest,
+  pools: Pool[],
+  measuredFrom: number,
+  histogram: hdr.Histogram,
+  tally: Tally,
+): (seq: number) => void {
   const pad = 'x'.repeat(req.payloadBytes);
   const headers: Record<string, string> = { 'content-type': 'application/json' };
   if (req.token) headers.authorization = `Bearer ${req.token}`;
   const path = `/channels/${encodeURIComponent(req.channel)}/events`;
-  const total = Math.round((req.rate * (req.warmupMs + req.durationMs)) / 1000);
-  const measuredFrom = req.startSeq + Math.round((req.rate * req.warmupMs) / 1000);
-  const endSeq = req.startSeq + total;
-  const rejected: number[] = [];
-  const errors: Record<string, number> = {};
-  let inFlight = 0;
-  let sent = 0;
-  let accepted = 0;
-  let acceptedMeasured = 0;
-  let skipped = 0;
-  let failed = 0;
-  const pending = new Set<Promise<void>>();
-
-  const send = (seq: number) => {
+  return (seq) => {
     const started = performance.now();
     const ts = performance.timeOrigin + started;
     const pool = pools[seq % pools.length]!;
-    inFlight++;
-    sent++;
+    tally.inFlight++;
+    tally.sent++;
     const p = pool
       .request({
         path,
@@ -54,30 +87,34 @@ export async function publish(req: PublishRequest): Promise<PublishResult> {
       .then(async (res) => {
         await res.body.dump();
         if (res.statusCode === 202) {
-          accepted++;
+          tally.accepted++;
           if (seq >= measuredFrom) {
-            acceptedMeasured++;
+            tally.acceptedMeasured++;
             histogram.recordValue(Math.max(1, Math.round((performance.now() - started) * 1000)));
           }
-        } else {
-          failed++;
-          rejected.push(seq);
-          errors[`http_${res.statusCode}`] = (errors[`http_${res.statusCode}`] ?? 0) + 1;
-        }
+        } else countFailure(tally, seq, `http_${res.statusCode}`);
       })
-      .catch((err: unknown) => {
-        failed++;
-        rejected.push(seq);
-        const code = (err as { code?: string }).code ?? 'error';
-        errors[code] = (errors[code] ?? 0) + 1;
-      })
+      .catch((err: unknown) => countFailure(tally, seq, (err as { code?: string }).code ?? 'error'))
       .finally(() => {
-        inFlight--;
-        pending.delete(p);
+        tally.inFlight--;
+        tally.pending.delete(p);
       });
-    pending.add(p);
+    tally.pending.add(p);
   };
+}
 
+/**
+ * Sends each seq when it is due (open loop), skipping those due while `concurrency` publishes
+ * are in flight. Returns when the schedule started (performance.now()).
+ */
+async function runSchedule(
+  req: PublishRequest,
+  plan: ReturnType<typeof schedule>,
+  send: (seq: number) => void,
+  tally: Tally,
+  monitor: LoadMonitor,
+): Promise<number> {
+  const { endSeq, measuredFrom } = plan;
   const wait = req.startAt - (performance.timeOrigin + performance.now());
   if (wait > 0) await sleep(wait);
   const t0 = performance.now();
@@ -89,10 +126,10 @@ export async function publish(req: PublishRequest): Promise<PublishResult> {
     );
     for (; next < due; next++) {
       if (next === measuredFrom) monitor.reset();
-      if (inFlight < req.concurrency) send(next);
+      if (tally.inFlight < req.concurrency) send(next);
       else {
-        skipped++;
-        rejected.push(next);
+        tally.skipped++;
+        tally.rejected.push(next);
       }
     }
     if (next < endSeq) {
@@ -100,26 +137,39 @@ export async function publish(req: PublishRequest): Promise<PublishResult> {
       await sleep(Math.max(0, at - performance.now()));
     }
   }
+  return t0;
+}
+
+export async function publish(req: PublishRequest): Promise<PublishResult> {
+  const pools = req.urls.map(
+    (base) => new Pool(base, { connections: req.concurrency, pipelining: 1 }),
+  );
+  const histogram = newLatencyHistogram();
+  const monitor = new LoadMonitor();
+  const plan = schedule(req);
+  const tally = newTally();
+  const send = sender(req, pools, plan.measuredFrom, histogram, tally);
+  const t0 = await runSchedule(req, plan, send, tally, monitor);
   const scheduleEnd = performance.now();
-  await Promise.race([Promise.all(pending), sleep(10_000)]);
+  await Promise.race([Promise.all(tally.pending), sleep(10_000)]);
   const load = monitor.read();
   await Promise.all(pools.map((p) => p.destroy()));
   const measuredSeconds = Math.max(1e-3, (scheduleEnd - t0 - req.warmupMs) / 1000);
   const result: PublishResult = {
     startSeq: req.startSeq,
-    endSeq,
+    endSeq: plan.endSeq,
     offeredPerS: req.rate,
     // Accepted publishes scheduled in the measured window over the window the schedule spans:
     // the schedule's own length, so a schedule that slipped counts against the achieved rate.
-    achievedPerS: acceptedMeasured / Math.max(measuredSeconds, req.durationMs / 1000),
-    scheduled: total,
-    sent,
-    accepted,
-    skipped,
-    failed,
-    rejected: rejected.sort((a, b) => a - b),
+    achievedPerS: tally.acceptedMeasured / Math.max(measuredSeconds, req.durationMs / 1000),
+    scheduled: plan.total,
+    sent: tally.sent,
+    accepted: tally.accepted,
+    skipped: tally.skipped,
+    failed: tally.failed,
+    rejected: tally.rejected.sort((a, b) => a - b),
     histogram: hdr.encodeIntoCompressedBase64(histogram),
-    errors,
+    errors: tally.errors,
     load,
   };
   histogram.destroy();

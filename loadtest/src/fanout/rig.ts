@@ -3,7 +3,7 @@
 // (HDR histograms added up, deliveries per second summed per epoch second).
 import { availableParallelism } from 'node:os';
 import { fileURLToPath } from 'node:url';
-import * as hdr from 'hdr-histogram-js';
+import { distribution, mergeEncoded, type Percentiles, percentiles } from './histogram.ts';
 import { IpcChild } from './ipc.ts';
 import type {
   ProcessLoad,
@@ -46,15 +46,6 @@ export interface StepOptions {
   drainMs: number;
 }
 
-export interface Percentiles {
-  p50: number;
-  p90: number;
-  p99: number;
-  p999: number;
-  max: number;
-  mean: number;
-}
-
 export interface StepResult {
   publish: PublishResult;
   publishLatencyMs: Percentiles | null;
@@ -74,34 +65,80 @@ export interface StepResult {
   errors: Record<string, number>;
 }
 
-const PERCENTILES = [0, 50, 75, 90, 95, 99, 99.5, 99.9, 99.95, 99.99, 100];
-
-function percentiles(h: hdr.Histogram): Percentiles | null {
-  if (h.totalCount === 0) return null;
-  const ms = (p: number) => h.getValueAtPercentile(p) / 1000;
-  return {
-    p50: ms(50),
-    p90: ms(90),
-    p99: ms(99),
-    p999: ms(99.9),
-    max: h.maxValue / 1000,
-    mean: h.mean / 1000,
-  };
+/** Worker stats added up: measured deliveries per epoch second, first and last arrival, errors. */
+function addUpArrivals(stats: WorkerStats[], publishErrors: Record<string, number>) {
+  const bySecond = new Map<number, number>();
+  const errors: Record<string, number> = { ...publishErrors };
+  let first = Number.POSITIVE_INFINITY;
+  let last = 0;
+  let measured = 0;
+  for (const s of stats) {
+    for (const [sec, n] of s.perSecond) bySecond.set(sec, (bySecond.get(sec) ?? 0) + n);
+    if (s.firstArrivalMs !== null) first = Math.min(first, s.firstArrivalMs);
+    if (s.lastArrivalMs !== null) last = Math.max(last, s.lastArrivalMs);
+    measured += s.measured;
+    for (const [k, v] of Object.entries(s.errors)) errors[k] = (errors[k] ?? 0) + v;
+  }
+  return { bySecond, errors, first, last, measured };
 }
 
-const merged = (encoded: string[]) => {
-  const total = hdr.build({
-    lowestDiscernibleValue: 1,
-    highestTrackableValue: 600_000_000,
-    numberOfSignificantValueDigits: 3,
-  });
-  for (const e of encoded) {
-    const h = hdr.decodeFromCompressedBase64(e);
-    total.add(h);
-    h.destroy();
+/** Deliveries per whole second from 0; the first and last seconds are partial: left out. */
+function wholeSeconds(bySecond: Map<number, number>): { second: number; value: number }[] {
+  const seconds = [...bySecond.keys()].sort((a, b) => a - b);
+  const whole = seconds.slice(1, -1);
+  const t0 = whole[0] ?? 0;
+  return whole.map((sec) => ({ second: sec - t0, value: bySecond.get(sec) ?? 0 }));
+}
+
+/** Why the harness, not the server, may have set a step's figures (empty: it did not). */
+function harnessLimits(pub: PublishResult, workers: ProcessLoad[], concurrency: number): string[] {
+  const limited: string[] = [];
+  if (pub.achievedPerS < ACHIEVED_SHARE_BOUND * pub.offeredPerS) {
+    limited.push(
+      `achieved publish rate ${pub.achievedPerS.toFixed(1)}/s is below ${ACHIEVED_SHARE_BOUND * 100}% of the offered ${pub.offeredPerS}/s (${pub.skipped} skipped at the concurrency bound ${concurrency}, ${pub.failed} failed)`,
+    );
   }
-  return total;
-};
+  workers.forEach((w, i) => {
+    if (w.eventLoopP99Ms > EVENT_LOOP_P99_BOUND_MS) {
+      limited.push(
+        `subscriber worker ${i}: event-loop delay p99 ${w.eventLoopP99Ms.toFixed(1)} ms > ${EVENT_LOOP_P99_BOUND_MS} ms`,
+      );
+    }
+  });
+  if (pub.load.eventLoopP99Ms > EVENT_LOOP_P99_BOUND_MS) {
+    limited.push(
+      `publisher: event-loop delay p99 ${pub.load.eventLoopP99Ms.toFixed(1)} ms > ${EVENT_LOOP_P99_BOUND_MS} ms`,
+    );
+  }
+  return limited;
+}
+
+/** One step's figures from the publisher's result and every worker's stats. */
+function summarize(pub: PublishResult, stats: WorkerStats[], concurrency: number): StepResult {
+  const delivery = mergeEncoded(stats.map((s) => s.histogram));
+  const publishH = mergeEncoded([pub.histogram]);
+  const arrivals = addUpArrivals(stats, pub.errors);
+  const windowS = (arrivals.last - arrivals.first) / 1000;
+  const workers = stats.map((s) => s.load);
+  const result: StepResult = {
+    publish: pub,
+    publishLatencyMs: percentiles(publishH),
+    deliveryLatencyMs: percentiles(delivery),
+    deliveryDistribution: distribution(delivery),
+    deliveries: stats.reduce((n, s) => n + s.deliveries, 0),
+    expected: stats.reduce((n, s) => n + s.expected, 0),
+    lost: stats.reduce((n, s) => n + s.lost, 0),
+    duplicated: stats.reduce((n, s) => n + s.duplicated, 0),
+    deliveriesPerS: windowS > 0 ? arrivals.measured / windowS : null,
+    perSecond: wholeSeconds(arrivals.bySecond),
+    workers,
+    harnessLimited: harnessLimits(pub, workers, concurrency),
+    errors: arrivals.errors,
+  };
+  delivery.destroy();
+  publishH.destroy();
+  return result;
+}
 
 export class FanoutRig {
   private readonly workers: IpcChild<WorkerRequest, WorkerReply>[] = [];
@@ -172,16 +209,7 @@ export class FanoutRig {
     const startAt = performance.timeOrigin + performance.now() + 200;
     const measureFrom = startAt + options.warmupMs;
     await Promise.all(this.workers.map((w) => w.request({ type: 'measure', fromTs: measureFrom })));
-    const from = this.nextSeq;
-    const ticker = onTick
-      ? setInterval(() => {
-          const seconds = (performance.timeOrigin + performance.now() - startAt) / 1000;
-          this.received(from, Number.MAX_SAFE_INTEGER).then(
-            (n) => onTick(Math.max(0, seconds), n),
-            () => {},
-          );
-        }, 500)
-      : null;
+    const ticker = onTick ? this.tick(startAt, this.nextSeq, onTick) : null;
     const reply = await this.publisher!.request({
       type: 'publish',
       urls: this.options.bases,
@@ -198,10 +226,30 @@ export class FanoutRig {
     if (ticker) clearInterval(ticker);
     const pub = reply.result;
     this.nextSeq = pub.endSeq;
-    // Drain: until every subscriber has every accepted event, or nothing arrives for a while.
+    await this.drain(pub, options.drainMs);
+    return summarize(pub, await this.collect(pub, forget), options.concurrency);
+  }
+
+  /** Every 500 ms: `onTick` with the seconds since `startAt` and the deliveries from `from`. */
+  private tick(
+    startAt: number,
+    from: number,
+    onTick: (seconds: number, deliveries: number) => void,
+  ): ReturnType<typeof setInterval> {
+    return setInterval(() => {
+      const seconds = (performance.timeOrigin + performance.now() - startAt) / 1000;
+      this.received(from, Number.MAX_SAFE_INTEGER).then(
+        (n) => onTick(Math.max(0, seconds), n),
+        () => {},
+      );
+    }, 500);
+  }
+
+  /** Waits until every subscriber has every accepted event, or nothing arrives for a while. */
+  private async drain(pub: PublishResult, drainMs: number): Promise<void> {
     const want = (pub.endSeq - pub.startSeq - pub.rejected.length) * this.opened;
     // (subscribers that never opened are reported as failed, and expect nothing)
-    const until = Date.now() + options.drainMs;
+    const until = Date.now() + drainMs;
     let seen = -1;
     let quietSince = Date.now();
     while (Date.now() < until) {
@@ -213,87 +261,24 @@ export class FanoutRig {
       } else if (Date.now() - quietSince > 1000) break;
       await new Promise((r) => setTimeout(r, 50));
     }
-    const stats = (
-      await Promise.all(
-        this.workers.map((w) =>
-          w.request({
-            type: 'collect',
-            from: pub.startSeq,
-            to: pub.endSeq,
-            rejected: pub.rejected,
-            forget,
-          }),
-        ),
-      )
-    )
-      .filter((r): r is Extract<WorkerReply, { type: 'stats' }> => r.type === 'stats')
-      .map((r) => r.stats);
-    return this.summarize(pub, stats, options);
   }
 
-  private summarize(pub: PublishResult, stats: WorkerStats[], options: StepOptions): StepResult {
-    const delivery = merged(stats.map((s) => s.histogram));
-    const publishH = merged([pub.histogram]);
-    const bySecond = new Map<number, number>();
-    const errors: Record<string, number> = { ...pub.errors };
-    let first = Number.POSITIVE_INFINITY;
-    let last = 0;
-    let measured = 0;
-    for (const s of stats) {
-      for (const [sec, n] of s.perSecond) bySecond.set(sec, (bySecond.get(sec) ?? 0) + n);
-      if (s.firstArrivalMs !== null) first = Math.min(first, s.firstArrivalMs);
-      if (s.lastArrivalMs !== null) last = Math.max(last, s.lastArrivalMs);
-      measured += s.measured;
-      for (const [k, v] of Object.entries(s.errors)) errors[k] = (errors[k] ?? 0) + v;
-    }
-    const seconds = [...bySecond.keys()].sort((a, b) => a - b);
-    // The first and last seconds are partial: left out of the per-second series.
-    const whole = seconds.slice(1, -1);
-    const t0 = whole[0] ?? 0;
-    const windowS = (last - first) / 1000;
-    const workers = stats.map((s) => s.load);
-    const limited: string[] = [];
-    if (pub.achievedPerS < ACHIEVED_SHARE_BOUND * pub.offeredPerS) {
-      limited.push(
-        `achieved publish rate ${pub.achievedPerS.toFixed(1)}/s is below ${ACHIEVED_SHARE_BOUND * 100}% of the offered ${pub.offeredPerS}/s (${pub.skipped} skipped at the concurrency bound ${options.concurrency}, ${pub.failed} failed)`,
-      );
-    }
-    workers.forEach((w, i) => {
-      if (w.eventLoopP99Ms > EVENT_LOOP_P99_BOUND_MS) {
-        limited.push(
-          `subscriber worker ${i}: event-loop delay p99 ${w.eventLoopP99Ms.toFixed(1)} ms > ${EVENT_LOOP_P99_BOUND_MS} ms`,
-        );
-      }
-    });
-    if (pub.load.eventLoopP99Ms > EVENT_LOOP_P99_BOUND_MS) {
-      limited.push(
-        `publisher: event-loop delay p99 ${pub.load.eventLoopP99Ms.toFixed(1)} ms > ${EVENT_LOOP_P99_BOUND_MS} ms`,
-      );
-    }
-    const result: StepResult = {
-      publish: pub,
-      publishLatencyMs: percentiles(publishH),
-      deliveryLatencyMs: percentiles(delivery),
-      deliveryDistribution:
-        delivery.totalCount === 0
-          ? []
-          : PERCENTILES.map((p) => ({
-              percentile: p,
-              ms: delivery.getValueAtPercentile(p) / 1000,
-            })),
-      deliveries: stats.reduce((n, s) => n + s.deliveries, 0),
-      expected: stats.reduce((n, s) => n + s.expected, 0),
-      lost: stats.reduce((n, s) => n + s.lost, 0),
-      duplicated: stats.reduce((n, s) => n + s.duplicated, 0),
-      deliveriesPerS: windowS > 0 ? measured / windowS : null,
-      perSecond: whole.map((sec) => ({ second: sec - t0, value: bySecond.get(sec) ?? 0 })),
-      workers,
-      harnessLimited: limited,
-      errors,
-    };
-    delivery.destroy();
-    publishH.destroy();
-    return result;
+  /** Every worker's stats for the step's seqs (`forget`: settled afterwards). */
+  private async collect(pub: PublishResult, forget: boolean): Promise<WorkerStats[]> {
+    const replies = await Promise.all(
+      this.workers.map((w) =>
+        w.request({
+          type: 'collect',
+          from: pub.startSeq,
+          to: pub.endSeq,
+          rejected: pub.rejected,
+          forget,
+        }),
+      ),
+    );
+    return replies
+      .filter((r): r is Extract<WorkerReply, { type: 'stats' }> => r.type === 'stats')
+      .map((r) => r.stats);
   }
 
   async close(): Promise<void> {

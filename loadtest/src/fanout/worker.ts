@@ -5,6 +5,7 @@ import * as hdr from 'hdr-histogram-js';
 import { Agent } from 'undici';
 import { connectEventStream, type EventStreamHandle } from '../../../services/client/src/index.ts';
 import { publishTime, sequenceNumber } from './event-data.ts';
+import { newLatencyHistogram } from './histogram.ts';
 import { LoadMonitor } from './load-monitor.ts';
 import type { WorkerReply, WorkerRequest, WorkerStats } from './protocol.ts';
 import { SeqTracker } from './seq-tracker.ts';
@@ -17,18 +18,11 @@ interface Subscriber {
   opened: boolean;
 }
 
-const newHistogram = () =>
-  hdr.build({
-    lowestDiscernibleValue: 1,
-    highestTrackableValue: 600_000_000,
-    numberOfSignificantValueDigits: 3,
-  });
-
 const subscribers: Subscriber[] = [];
 const agent = new Agent({ connections: null, pipelining: 1, connectTimeout: 30_000 });
 const errors: Record<string, number> = {};
 const monitor = new LoadMonitor();
-let histogram = newHistogram();
+let histogram = newLatencyHistogram();
 let measureFrom = Number.POSITIVE_INFINITY;
 let measured = 0;
 let perSecond = new Map<number, number>();
@@ -136,7 +130,7 @@ function collect(req: Extract<WorkerRequest, { type: 'collect' }>): WorkerReply 
     errors: { ...errors },
   };
   histogram.destroy();
-  histogram = newHistogram();
+  histogram = newLatencyHistogram();
   measured = 0;
   perSecond = new Map();
   firstArrival = lastArrival = null;

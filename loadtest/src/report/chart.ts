@@ -48,62 +48,70 @@ function latencyPanel(points: { percentile: number; ms: number; run?: string }[]
   };
 }
 
+const VEGA_LITE_SCHEMA = 'https://vega.github.io/schema/vega-lite/v6.json';
+
+function throughputPanel(series: Report['series']) {
+  return {
+    title: `${series.throughputLabel} (whole seconds only)`,
+    width: 360,
+    height: 240,
+    data: { values: series.throughput },
+    mark: { type: 'area', line: true, opacity: 0.4 },
+    encoding: {
+      x: {
+        field: 'second',
+        type: 'quantitative',
+        title: 'second of the measured window',
+        axis: { format: 'd', tickMinStep: 1 },
+      },
+      y: { field: 'value', type: 'quantitative', title: 'per second' },
+    },
+  } as vl.TopLevelSpec;
+}
+
+/** Capacity steps: one colour per server and a shape for sustained (bench), else colour = ok. */
+function capacityPanel(capacity: NonNullable<Report['series']['capacity']>) {
+  return {
+    title: 'delivery p99 against publish rate',
+    width: 360,
+    height: 240,
+    data: { values: capacity.filter((p) => p.p99 !== null) },
+    mark: { type: 'point', filled: true, size: 60 },
+    encoding: {
+      x: { field: 'rate', type: 'quantitative', title: 'events published per second' },
+      y: {
+        field: 'p99',
+        type: 'quantitative',
+        title: 'delivery p99 (ms)',
+        scale: { type: 'log' },
+      },
+      ...(capacity.some((p) => p.server)
+        ? {
+            color: { field: 'server', type: 'nominal', title: 'server' },
+            shape: { field: 'ok', type: 'nominal', title: 'sustained' },
+          }
+        : {
+            color: {
+              field: 'ok',
+              type: 'nominal',
+              title: 'sustained',
+              scale: { domain: [true, false], range: ['#2a7', '#c33'] },
+            },
+          }),
+    },
+  } as vl.TopLevelSpec;
+}
+
 export function renderCharts(report: Report): Promise<string> {
+  const { series } = report;
   const panels: vl.TopLevelSpec[] = [];
-  if (report.series.latency.length > 0) {
-    panels.push(latencyPanel(report.series.latency, report.series.latencyLabel) as vl.TopLevelSpec);
+  if (series.latency.length > 0) {
+    panels.push(latencyPanel(series.latency, series.latencyLabel) as vl.TopLevelSpec);
   }
-  if (report.series.throughput.length > 0) {
-    panels.push({
-      title: `${report.series.throughputLabel} (whole seconds only)`,
-      width: 360,
-      height: 240,
-      data: { values: report.series.throughput },
-      mark: { type: 'area', line: true, opacity: 0.4 },
-      encoding: {
-        x: {
-          field: 'second',
-          type: 'quantitative',
-          title: 'second of the measured window',
-          axis: { format: 'd', tickMinStep: 1 },
-        },
-        y: { field: 'value', type: 'quantitative', title: 'per second' },
-      },
-    } as vl.TopLevelSpec);
-  }
-  if (report.series.capacity && report.series.capacity.length > 0) {
-    panels.push({
-      title: 'delivery p99 against publish rate',
-      width: 360,
-      height: 240,
-      data: { values: report.series.capacity.filter((p) => p.p99 !== null) },
-      mark: { type: 'point', filled: true, size: 60 },
-      encoding: {
-        x: { field: 'rate', type: 'quantitative', title: 'events published per second' },
-        y: {
-          field: 'p99',
-          type: 'quantitative',
-          title: 'delivery p99 (ms)',
-          scale: { type: 'log' },
-        },
-        ...(report.series.capacity.some((p) => p.server)
-          ? {
-              color: { field: 'server', type: 'nominal', title: 'server' },
-              shape: { field: 'ok', type: 'nominal', title: 'sustained' },
-            }
-          : {
-              color: {
-                field: 'ok',
-                type: 'nominal',
-                title: 'sustained',
-                scale: { domain: [true, false], range: ['#2a7', '#c33'] },
-              },
-            }),
-      },
-    } as vl.TopLevelSpec);
-  }
+  if (series.throughput.length > 0) panels.push(throughputPanel(series));
+  if (series.capacity && series.capacity.length > 0) panels.push(capacityPanel(series.capacity));
   return toSvg({
-    $schema: 'https://vega.github.io/schema/vega-lite/v6.json',
+    $schema: VEGA_LITE_SCHEMA,
     title: {
       text: `${report.scenario}: ${report.target}`,
       subtitle: parameterLine(report),
@@ -112,13 +120,9 @@ export function renderCharts(report: Report): Promise<string> {
   });
 }
 
-/** --compare: the latency percentiles of both runs, and the figures both have, old beside new. */
-export function renderComparison(before: Report, after: Report, names: string[]): Promise<string> {
-  const latency = [
-    ...before.series.latency.map((p) => ({ ...p, run: 'old' })),
-    ...after.series.latency.map((p) => ({ ...p, run: 'new' })),
-  ];
-  const bars = names.flatMap((name) =>
+/** Each figure of both runs: the median, and min-max over rounds (the value itself without). */
+function comparisonBars(before: Report, after: Report, names: string[]) {
+  return names.flatMap((name) =>
     (
       [
         ['old', before],
@@ -132,9 +136,10 @@ export function renderComparison(before: Report, after: Report, names: string[])
       max: r.spread?.[name]?.[1] ?? r.figures[name] ?? 0,
     })),
   );
-  const panels: unknown[] = [];
-  if (latency.length > 0) panels.push(latencyPanel(latency, 'delivery latency, old and new'));
-  panels.push({
+}
+
+function figuresPanel(bars: ReturnType<typeof comparisonBars>) {
+  return {
     title: 'figures (bars: median, rule: min-max over rounds)',
     width: 200,
     height: 240,
@@ -163,9 +168,20 @@ export function renderComparison(before: Report, after: Report, names: string[])
       ],
     },
     resolve: { scale: { y: 'independent' } },
-  });
+  };
+}
+
+/** --compare: the latency percentiles of both runs, and the figures both have, old beside new. */
+export function renderComparison(before: Report, after: Report, names: string[]): Promise<string> {
+  const latency = [
+    ...before.series.latency.map((p) => ({ ...p, run: 'old' })),
+    ...after.series.latency.map((p) => ({ ...p, run: 'new' })),
+  ];
+  const panels: unknown[] = [];
+  if (latency.length > 0) panels.push(latencyPanel(latency, 'delivery latency, old and new'));
+  panels.push(figuresPanel(comparisonBars(before, after, names)));
   return toSvg({
-    $schema: 'https://vega.github.io/schema/vega-lite/v6.json',
+    $schema: VEGA_LITE_SCHEMA,
     title: {
       text: `compare ${before.scenario}: ${before.startedAt} -> ${after.startedAt}`,
       subtitle: `old: ${parameterLine(before)} | new: ${parameterLine(after)}`,

@@ -64,6 +64,10 @@ export function environment(): Report['environment'] {
   };
 }
 
+/** Each line as `<label>: <line>` (warnings of one round, server or step among others). */
+export const labelled = (label: string, lines: string[]): string[] =>
+  lines.map((line) => `${label}: ${line}`);
+
 /** `k=v, ...` of the run's parameters (also in the chart titles). */
 export function parameterLine(report: Pick<Report, 'parameters'>): string {
   return Object.entries(report.parameters)

@@ -3,9 +3,10 @@
 // fails, then bisects between the last good and the first failing rate. A step the harness
 // limited (achieved < offered, or a worker's event loop lagging) counts as failed and is marked:
 // past that point the figure says what the harness could offer, not what the server could take.
-import { FanoutRig, type StepResult } from '../fanout/rig.ts';
+import type { FanoutRig, StepResult } from '../fanout/rig.ts';
+import { log as stderrLog } from '../output.ts';
 import type { Figures, Report } from '../report/report.ts';
-import { scrapeAll, stepFigures } from './fanout.ts';
+import { openRig, scrapeAll, stepFigures, stepOptions } from './fanout.ts';
 
 export interface CapacityOptions {
   bases: string[];
@@ -35,89 +36,150 @@ interface Point {
   why: string;
 }
 
+/** Why a step does not count as sustained; '' when it does. */
+function unsustained(result: StepResult, p99TargetMs: number): string {
+  const p99 = result.deliveryLatencyMs?.p99 ?? null;
+  if (result.harnessLimited.length > 0) {
+    return `harness-limited: ${result.harnessLimited.join('; ')}`;
+  }
+  if (result.lost > 0 || result.duplicated > 0) {
+    return `lost ${result.lost}, duplicated ${result.duplicated}`;
+  }
+  if (p99 === null) return 'nothing delivered';
+  if (p99 > p99TargetMs) return `p99 ${p99.toFixed(1)} ms > ${p99TargetMs} ms`;
+  return '';
+}
+
+/** One step at `rate`, judged against the target, with one log line. */
+async function tryRate(
+  rig: FanoutRig,
+  options: CapacityOptions,
+  rate: number,
+  log: (line: string) => void,
+): Promise<Point> {
+  const before = await scrapeAll(options.bases);
+  // forget: settle this step's seqs once counted; a lost event's hole then holds no later seqs.
+  const result = await rig.step(stepOptions(options, rate, options.stepSeconds), true);
+  const figures = stepFigures(result, before, await scrapeAll(options.bases));
+  const p99 = result.deliveryLatencyMs?.p99 ?? null;
+  const why = unsustained(result, options.p99TargetMs);
+  const point = { rate, result, figures, ok: why === '', why };
+  log(
+    `  ${rate}/s x ${rig.opened}: p99 ${p99 === null ? 'n/a' : `${p99.toFixed(1)} ms`}, achieved ${result.publish.achievedPerS.toFixed(1)}/s, ${point.ok ? 'sustained' : `NOT sustained (${why})`}`,
+  );
+  return point;
+}
+
+/**
+ * Doubles the rate from startRate until a step fails (or maxRate is passed), then bisects:
+ * the highest sustained point and the lowest failing one found (either may be null).
+ */
+async function searchCapacity(
+  options: CapacityOptions,
+  step: (rate: number) => Promise<Point>,
+): Promise<{ good: Point | null; bad: Point | null }> {
+  let good: Point | null = null;
+  let bad: Point | null = null;
+  for (let rate = options.startRate; rate <= options.maxRate; rate *= 2) {
+    const p = await step(rate);
+    if (p.ok) good = p;
+    else {
+      bad = p;
+      break;
+    }
+  }
+  const precision = options.precision ?? 0.1;
+  while (good && bad && bad.rate - good.rate > Math.max(1, good.rate * precision)) {
+    const mid = Math.round((good.rate + bad.rate) / 2);
+    const p = await step(mid);
+    if (p.ok) good = p;
+    else bad = p;
+  }
+  return { good, bad };
+}
+
+function capacityWarnings(
+  rig: FanoutRig,
+  points: Point[],
+  bad: Point | null,
+  limited: boolean,
+  maxRate: number,
+): string[] {
+  const warnings: string[] = [];
+  if (rig.failed > 0) {
+    warnings.push(
+      `${rig.failed} subscriber(s) failed to connect: ${JSON.stringify(rig.openErrors)}`,
+    );
+  }
+  if (limited) {
+    warnings.push(
+      `HARNESS-LIMITED at ${bad!.rate}/s: ${bad!.why}; the server's capacity may be higher than reported`,
+    );
+  }
+  if (!bad) warnings.push(`every rate up to --max-rate ${maxRate}/s was sustained`);
+  for (const p of points) {
+    if (p.result.lost > 0 || p.result.duplicated > 0) {
+      warnings.push(
+        `at ${p.rate}/s: EVENTS LOST: ${p.result.lost}, DUPLICATED: ${p.result.duplicated} (both must be 0)`,
+      );
+    }
+  }
+  return warnings;
+}
+
+/** The figures at the highest sustained rate (`good`), and totals over every step. */
+function capacityFigures(
+  opened: number,
+  points: Point[],
+  good: Point | null,
+  bad: Point | null,
+  limited: boolean,
+): Figures {
+  const g = good?.figures;
+  return {
+    subscribers_open: opened,
+    capacity_events_per_s: good ? good.result.publish.achievedPerS : 0,
+    capacity_deliveries_per_s: g?.deliveries_per_s ?? 0,
+    capacity_delivery_p99_ms: g?.delivery_p99_ms ?? null,
+    capacity_publish_p99_ms: g?.publish_latency_p99_ms ?? null,
+    capacity_server_cpu_per_delivery_ms: g?.server_cpu_per_delivery_ms ?? null,
+    first_unsustained_rate_per_s: bad?.rate ?? null,
+    capacity_harness_event_loop_p99_max_ms: g?.harness_event_loop_p99_max_ms ?? null,
+    lost: points.reduce((n, p) => n + p.result.lost, 0),
+    duplicated: points.reduce((n, p) => n + p.result.duplicated, 0),
+    steps: points.length,
+    harness_limited: limited ? 1 : 0,
+  };
+}
+
+function capacitySeries(points: Point[], good: Point | null): Report['series'] {
+  return {
+    latency: good?.result.deliveryDistribution ?? [],
+    latencyLabel: `delivery latency at ${good?.rate ?? 0}/s (highest sustained)`,
+    throughput: good?.result.perSecond ?? [],
+    throughputLabel: `deliveries per second at ${good?.rate ?? 0}/s`,
+    capacity: points.map((p) => ({
+      rate: p.rate,
+      p99: p.result.deliveryLatencyMs?.p99 ?? null,
+      ok: p.ok,
+    })),
+  };
+}
+
 export async function runCapacity(
   options: CapacityOptions,
 ): Promise<Omit<Report, 'environment' | 'startedAt'>> {
-  const log = options.log ?? ((s: string) => process.stderr.write(`${s}\n`));
+  const log = options.log ?? stderrLog;
   const channel = `${options.channel}-cap-${Date.now().toString(36)}`;
-  const rig = await FanoutRig.start({
-    bases: options.bases,
-    channel,
-    subscribers: options.subscribers,
-    workers: options.workers,
-  });
-  const points: Point[] = [];
-  const warnings: string[] = [];
+  const rig = await openRig(options, channel);
   try {
-    if (rig.failed > 0) {
-      warnings.push(
-        `${rig.failed} subscriber(s) failed to connect: ${JSON.stringify(rig.openErrors)}`,
-      );
-    }
-    const tryRate = async (rate: number): Promise<Point> => {
-      const before = await scrapeAll(options.bases);
-      const result = await rig.step(
-        {
-          rate,
-          warmupMs: options.warmup * 1000,
-          durationMs: options.stepSeconds * 1000,
-          concurrency: options.connections,
-          payloadBytes: options.payloadBytes,
-          token: options.token,
-          drainMs: options.drainMs,
-        },
-        true,
-      );
-      const figures = stepFigures(result, before, await scrapeAll(options.bases));
-      const p99 = result.deliveryLatencyMs?.p99 ?? null;
-      let why = '';
-      if (result.harnessLimited.length > 0)
-        why = `harness-limited: ${result.harnessLimited.join('; ')}`;
-      else if (result.lost > 0 || result.duplicated > 0)
-        why = `lost ${result.lost}, duplicated ${result.duplicated}`;
-      else if (p99 === null) why = 'nothing delivered';
-      else if (p99 > options.p99TargetMs)
-        why = `p99 ${p99.toFixed(1)} ms > ${options.p99TargetMs} ms`;
-      const point = { rate, result, figures, ok: why === '', why };
+    const points: Point[] = [];
+    const { good, bad } = await searchCapacity(options, async (rate) => {
+      const point = await tryRate(rig, options, rate, log);
       points.push(point);
-      log(
-        `  ${rate}/s x ${rig.opened}: p99 ${p99 === null ? 'n/a' : `${p99.toFixed(1)} ms`}, achieved ${result.publish.achievedPerS.toFixed(1)}/s, ${point.ok ? 'sustained' : `NOT sustained (${why})`}`,
-      );
       return point;
-    };
-
-    let good: Point | null = null;
-    let bad: Point | null = null;
-    for (let rate = options.startRate; rate <= options.maxRate; rate *= 2) {
-      const p = await tryRate(rate);
-      if (p.ok) good = p;
-      else {
-        bad = p;
-        break;
-      }
-    }
-    const precision = options.precision ?? 0.1;
-    while (good && bad && bad.rate - good.rate > Math.max(1, good.rate * precision)) {
-      const mid = Math.round((good.rate + bad.rate) / 2);
-      const p = await tryRate(mid);
-      if (p.ok) good = p;
-      else bad = p;
-    }
+    });
     const limited = bad !== null && bad.result.harnessLimited.length > 0;
-    if (limited) {
-      warnings.push(
-        `HARNESS-LIMITED at ${bad!.rate}/s: ${bad!.why}; the server's capacity may be higher than reported`,
-      );
-    }
-    if (!bad) warnings.push(`every rate up to --max-rate ${options.maxRate}/s was sustained`);
-    for (const p of points) {
-      if (p.result.lost > 0 || p.result.duplicated > 0) {
-        warnings.push(
-          `at ${p.rate}/s: EVENTS LOST: ${p.result.lost}, DUPLICATED: ${p.result.duplicated} (both must be 0)`,
-        );
-      }
-    }
-    const g = good?.figures;
     return {
       scenario: 'capacity',
       target: options.bases.join(' '),
@@ -131,32 +193,9 @@ export async function runCapacity(
         workers: options.workers,
         channel,
       },
-      figures: {
-        subscribers_open: rig.opened,
-        capacity_events_per_s: good ? good.result.publish.achievedPerS : 0,
-        capacity_deliveries_per_s: g?.deliveries_per_s ?? 0,
-        capacity_delivery_p99_ms: g?.delivery_p99_ms ?? null,
-        capacity_publish_p99_ms: g?.publish_latency_p99_ms ?? null,
-        capacity_server_cpu_per_delivery_ms: g?.server_cpu_per_delivery_ms ?? null,
-        first_unsustained_rate_per_s: bad?.rate ?? null,
-        capacity_harness_event_loop_p99_max_ms: g?.harness_event_loop_p99_max_ms ?? null,
-        lost: points.reduce((n, p) => n + p.result.lost, 0),
-        duplicated: points.reduce((n, p) => n + p.result.duplicated, 0),
-        steps: points.length,
-        harness_limited: limited ? 1 : 0,
-      },
-      series: {
-        latency: good?.result.deliveryDistribution ?? [],
-        latencyLabel: `delivery latency at ${good?.rate ?? 0}/s (highest sustained)`,
-        throughput: good?.result.perSecond ?? [],
-        throughputLabel: `deliveries per second at ${good?.rate ?? 0}/s`,
-        capacity: points.map((p) => ({
-          rate: p.rate,
-          p99: p.result.deliveryLatencyMs?.p99 ?? null,
-          ok: p.ok,
-        })),
-      },
-      warnings,
+      figures: capacityFigures(rig.opened, points, good, bad, limited),
+      series: capacitySeries(points, good),
+      warnings: capacityWarnings(rig, points, bad, limited, options.maxRate),
       harnessLimited: limited ? [bad!.why] : [],
     };
   } finally {

@@ -4,7 +4,8 @@
 // measure delivery latency and count each subscriber's events by sequence number (lost,
 // duplicated). The server's fan-out histogram, CPU and memory come from each target's /metrics.
 import { SingleBar } from 'cli-progress';
-import { FanoutRig, type StepResult } from '../fanout/rig.ts';
+import { FanoutRig, type StepOptions, type StepResult } from '../fanout/rig.ts';
+import { log } from '../output.ts';
 import type { Figures, Report } from '../report/report.ts';
 import {
   delta,
@@ -142,60 +143,88 @@ export function stepWarnings(r: StepResult, rig: FanoutRig): string[] {
   return warnings;
 }
 
+/** What a rig step is published with, whatever its rate and length (fanout's and capacity's). */
+type PublishSettings = Pick<
+  FanoutOptions,
+  'warmup' | 'connections' | 'payloadBytes' | 'token' | 'drainMs'
+>;
+
+/** A rig step at `rate`/s, measured for `seconds` after the warm-up. */
+export function stepOptions(settings: PublishSettings, rate: number, seconds: number): StepOptions {
+  return {
+    rate,
+    warmupMs: settings.warmup * 1000,
+    durationMs: seconds * 1000,
+    concurrency: settings.connections,
+    payloadBytes: settings.payloadBytes,
+    token: settings.token,
+    drainMs: settings.drainMs,
+  };
+}
+
+/** The subscribers on `channel`, spread over the worker processes, and the publisher. */
+export function openRig(
+  options: Pick<FanoutOptions, 'bases' | 'subscribers' | 'workers'>,
+  channel: string,
+): Promise<FanoutRig> {
+  return FanoutRig.start({
+    bases: options.bases,
+    channel,
+    subscribers: options.subscribers,
+    workers: options.workers,
+  });
+}
+
+/** The measured step, with a progress bar (seconds published, deliveries so far) when enabled. */
+async function publishStep(rig: FanoutRig, options: FanoutOptions): Promise<StepResult> {
+  log(
+    `publishing ${options.rate}/s for ${options.warmup} s warm-up + ${options.duration} s (open loop, at most ${options.connections} in flight)`,
+  );
+  const total = Math.ceil(options.warmup + options.duration);
+  const bar = progressBar('publishing (s)', total, options.progress, '{deliveries} deliveries');
+  const r = await rig.step(
+    stepOptions(options, options.rate, options.duration),
+    false,
+    options.progress
+      ? (s, n) => bar.update(Math.min(total, Math.floor(s)), { deliveries: n })
+      : undefined,
+  );
+  bar.stop();
+  return r;
+}
+
+function fanoutParameters(options: FanoutOptions, channel: string): Report['parameters'] {
+  return {
+    subscribers: options.subscribers,
+    rate_per_s: options.rate,
+    duration_s: options.duration,
+    warmup_s: options.warmup,
+    publish_concurrency: options.connections,
+    workers: options.workers,
+    payload_pad_bytes: options.payloadBytes,
+    channel,
+  };
+}
+
 export async function runFanout(
   options: FanoutOptions,
 ): Promise<Omit<Report, 'environment' | 'startedAt'>> {
   // A fresh channel per run: no history from earlier runs.
   const channel = `${options.channel}-${Date.now().toString(36)}`;
   const before = await scrapeAll(options.bases);
-  const log = (s: string) => process.stderr.write(`${s}\n`);
   log(`opening ${options.subscribers} subscribers over ${options.workers} worker process(es)`);
   const openStarted = performance.now();
-  const rig = await FanoutRig.start({
-    bases: options.bases,
-    channel,
-    subscribers: options.subscribers,
-    workers: options.workers,
-  });
+  const rig = await openRig(options, channel);
   try {
     const openSeconds = (performance.now() - openStarted) / 1000;
     const idle = await scrapeAll(options.bases);
-    log(
-      `publishing ${options.rate}/s for ${options.warmup} s warm-up + ${options.duration} s (open loop, at most ${options.connections} in flight)`,
-    );
-    const total = Math.ceil(options.warmup + options.duration);
-    const bar = progressBar('publishing (s)', total, options.progress, '{deliveries} deliveries');
-    const r = await rig.step(
-      {
-        rate: options.rate,
-        warmupMs: options.warmup * 1000,
-        durationMs: options.duration * 1000,
-        concurrency: options.connections,
-        payloadBytes: options.payloadBytes,
-        token: options.token,
-        drainMs: options.drainMs,
-      },
-      false,
-      options.progress
-        ? (s, n) => bar.update(Math.min(total, Math.floor(s)), { deliveries: n })
-        : undefined,
-    );
-    bar.stop();
+    const r = await publishStep(rig, options);
     const after = await scrapeAll(options.bases);
     const rssIdle = sumDelta(before, idle, 'process_resident_memory_bytes');
     return {
       scenario: 'fanout',
       target: options.bases.join(' '),
-      parameters: {
-        subscribers: options.subscribers,
-        rate_per_s: options.rate,
-        duration_s: options.duration,
-        warmup_s: options.warmup,
-        publish_concurrency: options.connections,
-        workers: options.workers,
-        payload_pad_bytes: options.payloadBytes,
-        channel,
-      },
+      parameters: fanoutParameters(options, channel),
       figures: {
         subscribers_open: rig.opened,
         subscribers_failed: rig.failed,

@@ -1,6 +1,6 @@
 // `stream`: autocannon drives N connections against the example's stream with no delay,
 // /sse/test?count=10&interval_ms=0, and checks that every response holds all ten events.
-
+import type autocannon from 'autocannon';
 import { runCannon } from '../cannon.ts';
 import type { Report } from '../report/report.ts';
 
@@ -25,20 +25,20 @@ export function completeStream(body: string): boolean {
   return at === body.length;
 }
 
-export async function runStream(
-  options: StreamOptions,
-): Promise<Omit<Report, 'environment' | 'startedAt'>> {
+/**
+ * autocannon against the stream, counting the requests sent and the responses completed.
+ * autocannon silently reconnects and moves on when a response is cut short, so the difference
+ * beyond the requests still in flight when the run stops (one per connection) is `cut`.
+ */
+async function cannonCountingCuts(options: StreamOptions) {
   let sent = 0;
   let done = 0;
-  const { result: r, perSecond } = await runCannon(
+  const { result, perSecond } = await runCannon(
     {
       url: `${options.base}${STREAM_PATH}`,
       connections: options.connections,
       duration: options.duration,
       verifyBody: (body) => completeStream(typeof body === 'string' ? body : String(body ?? '')),
-      // autocannon silently reconnects and moves on when a response is cut short: count the
-      // requests sent and the responses completed, and call the difference beyond the requests
-      // still in flight when the run stops (one per connection) broken.
       setupClient: (client) => {
         // 'request' is emitted by autocannon's client but missing from its type definitions.
         (client as unknown as import('node:events').EventEmitter).on('request', () => sent++);
@@ -47,7 +47,26 @@ export async function runStream(
     },
     options.progress,
   );
-  const cut = Math.max(0, sent - done - options.connections);
+  return { result, perSecond, cut: Math.max(0, sent - done - options.connections) };
+}
+
+/** autocannon's whole-stream latency percentiles, for the chart. */
+function latencySeries(latency: autocannon.Result['latency']) {
+  return [
+    { percentile: 50, ms: latency.p50 },
+    { percentile: 75, ms: latency.p75 },
+    { percentile: 90, ms: latency.p90 },
+    { percentile: 97.5, ms: latency.p97_5 },
+    { percentile: 99, ms: latency.p99 },
+    { percentile: 99.9, ms: latency.p99_9 },
+    { percentile: 100, ms: latency.max },
+  ];
+}
+
+export async function runStream(
+  options: StreamOptions,
+): Promise<Omit<Report, 'environment' | 'startedAt'>> {
+  const { result: r, perSecond, cut } = await cannonCountingCuts(options);
   const broken = r.mismatches + r.errors + r.timeouts + r.non2xx + cut;
   const completed = Math.max(0, r.requests.total - r.mismatches - r.non2xx);
   const seconds = r.duration;
@@ -82,15 +101,7 @@ export async function runStream(
       non_2xx: r.non2xx,
     },
     series: {
-      latency: [
-        { percentile: 50, ms: r.latency.p50 },
-        { percentile: 75, ms: r.latency.p75 },
-        { percentile: 90, ms: r.latency.p90 },
-        { percentile: 97.5, ms: r.latency.p97_5 },
-        { percentile: 99, ms: r.latency.p99 },
-        { percentile: 99.9, ms: r.latency.p99_9 },
-        { percentile: 100, ms: r.latency.max },
-      ],
+      latency: latencySeries(r.latency),
       latencyLabel: 'whole-stream latency',
       throughput: perSecond.map((value, second) => ({ second, value })),
       throughputLabel: 'completed streams per second',

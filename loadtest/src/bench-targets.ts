@@ -1,0 +1,96 @@
+// The servers `npm run bench:fanout` measures, each started on a random port when its turn comes
+// and stopped after it: ours with the memory or the Redis broker, the pre-framed node:http
+// reference, naive express and better-sse; or, with --url, one server that is already running.
+import { type SpawnedServer, spawnServer } from '../../services/shared/spawn-server.ts';
+import { type RedisProcess, startRedis } from './redis-server.ts';
+
+export type Broker = 'memory' | 'redis' | 'both';
+
+/** The publish token of the servers the bench starts. */
+export const BENCH_TOKEN = 'bench-token';
+
+export interface RunningTarget {
+  base: string;
+  stop: () => Promise<void>;
+}
+
+export interface TargetSpec {
+  name: string;
+  /** Runs the byte-exact /sse/test stream check (better-sse frames events its own way). */
+  stream: boolean;
+  start: () => Promise<RunningTarget>;
+}
+
+async function serverTarget(script: string, env: Record<string, string> = {}) {
+  const server: SpawnedServer = await spawnServer(script, {
+    // LOG_LEVEL stays info: the listening line is what spawnServer waits for.
+    env: { SSE_PUBLISH_TOKEN: BENCH_TOKEN, ...env },
+    stderr: 'inherit',
+    timeoutMs: 30_000,
+  });
+  return { base: server.base, stop: () => server.stop() };
+}
+
+/** Our server with the Redis broker: its own redis-server, stopped with it. */
+async function redisTarget() {
+  const redis: RedisProcess = await startRedis();
+  try {
+    const server = await serverTarget('services/server/src/main.ts', {
+      SSE_BROKER: 'redis',
+      REDIS_URL: redis.url,
+    });
+    return {
+      base: server.base,
+      stop: async () => {
+        await server.stop();
+        await redis.stop();
+      },
+    };
+  } catch (err) {
+    await redis.stop();
+    throw err;
+  }
+}
+
+/** Ours with the broker(s) asked for, then the three references. */
+export function benchTargets(broker: Broker): TargetSpec[] {
+  const list: TargetSpec[] = [];
+  if (broker !== 'redis') {
+    list.push({
+      name: 'ours-memory',
+      stream: true,
+      start: () => serverTarget('services/server/src/main.ts', { SSE_BROKER: 'memory' }),
+    });
+  }
+  if (broker !== 'memory') list.push({ name: 'ours-redis', stream: false, start: redisTarget });
+  list.push(
+    {
+      name: 'preframed',
+      stream: true,
+      start: () => serverTarget('loadtest/reference/preframed-server.ts'),
+    },
+    {
+      name: 'express-naive',
+      stream: true,
+      start: () => serverTarget('loadtest/reference/express-naive-server.ts'),
+    },
+    {
+      name: 'better-sse',
+      stream: false,
+      start: () => serverTarget('loadtest/reference/better-sse-server.ts'),
+    },
+  );
+  return list;
+}
+
+/** --url: the server already running there, named `target`; nothing to start or stop. */
+export function urlTarget(url: string): TargetSpec {
+  return {
+    name: 'target',
+    stream: true,
+    start: async () => ({
+      base: url.replace(/\/+$/, ''),
+      stop: async () => {},
+    }),
+  };
+}

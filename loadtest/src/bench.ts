@@ -5,7 +5,6 @@
 // example stream. Servers: ours (memory broker, Redis broker, or both: --broker), the pre-framed
 // node:http reference, naive express, better-sse (bench-targets.ts). With --url, only the given
 // server is measured.
-import { writeFileSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
 import {
   BENCH_TOKEN,
@@ -317,7 +316,6 @@ export async function runBench(options: BenchOptions): Promise<number> {
   printTables(tally, run);
   const report = benchReport(specs, run, tally, startedAt);
   const files = await writeReport(report, run.out);
-  writeFileSync(files.json, `${JSON.stringify(report, null, 2)}\n`);
   log(`\nreport: ${files.markdown}\n        ${files.svg}`);
   if (tally.limited.length > 0) log(yellow('\nHARNESS-LIMITED in places: see the report'));
   return benchExitCode(tally, specs.length);

@@ -28,26 +28,24 @@ export function answersPing(port: number): Promise<boolean> {
   });
 }
 
+/**
+ * redis-server's arguments: 127.0.0.1:`port`, data in `dir`, no RDB snapshots; no append-only file
+ * unless `durable` (then every write is fsynced before it is acknowledged).
+ */
+export function redisServerArgs(port: number, dir: string, durable = false): string[] {
+  const args = ['--port', String(port), '--bind', '127.0.0.1', '--dir', dir, '--save', ''];
+  if (durable) args.push('--appendonly', 'yes', '--appendfsync', 'always');
+  else args.push('--appendonly', 'no');
+  return args;
+}
+
 export async function startRedis(): Promise<RedisProcess> {
   const dir = mkdtempSync(join(tmpdir(), 'http-sse-bench-redis-'));
   const port = await freePort();
   let stderr = '';
-  const child = spawn(
-    'redis-server',
-    [
-      '--port',
-      String(port),
-      '--bind',
-      '127.0.0.1',
-      '--dir',
-      dir,
-      '--save',
-      '',
-      '--appendonly',
-      'no',
-    ],
-    { stdio: ['ignore', 'ignore', 'pipe'] },
-  );
+  const child = spawn('redis-server', redisServerArgs(port, dir), {
+    stdio: ['ignore', 'ignore', 'pipe'],
+  });
   child.stderr.setEncoding('utf8').on('data', (s: string) => {
     stderr += s;
   });

@@ -171,6 +171,3 @@ export async function startPrometheus(
     throw err;
   }
 }
-
-/** For test/loadtest/harness.test.ts until it imports services/shared/free-port.ts itself. */
-export { freePort };

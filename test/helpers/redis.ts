@@ -6,11 +6,9 @@ import { once } from 'node:events';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { answersPing } from '../../loadtest/src/redis-server.ts';
+import { answersPing, redisServerArgs } from '../../loadtest/src/redis-server.ts';
 import { freePort } from '../../services/shared/free-port.ts';
 import { eventually } from './wait.ts';
-
-export { freePort };
 
 export interface TestRedis {
   port: number;
@@ -33,26 +31,7 @@ export async function startRedis(port?: number): Promise<TestRedis> {
   port ??= await freePort();
   let child: ChildProcess | null = null;
   const launch = async () => {
-    child = spawn(
-      'redis-server',
-      [
-        '--port',
-        String(port),
-        '--bind',
-        '127.0.0.1',
-        '--dir',
-        dir,
-        '--appendonly',
-        'yes',
-        '--appendfsync',
-        'always',
-        '--save',
-        '',
-        '--protected-mode',
-        'no',
-      ],
-      { stdio: 'ignore' },
-    );
+    child = spawn('redis-server', redisServerArgs(port, dir, true), { stdio: 'ignore' });
     await eventually(() => answersPing(port), 10_000, `redis-server on ${port}`);
   };
   const kill = async (signal: NodeJS.Signals = 'SIGKILL') => {

@@ -9,8 +9,8 @@ import { after, before, describe, test } from 'node:test';
 import { compareReports } from '../../loadtest/src/report/compare.ts';
 import type { Report } from '../../loadtest/src/report/report.ts';
 import { completeStream } from '../../loadtest/src/scenarios/stream.ts';
+import { freePort } from '../../services/shared/free-port.ts';
 import { runNode } from '../helpers/process.ts';
-import { freePort } from '../helpers/prometheus.ts';
 import { startServer, type TestServer } from '../helpers/server.ts';
 
 const harness = (args: string[], env: Record<string, string> = {}) =>

@@ -4,7 +4,8 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import { compareIds, parseEventId } from '../../services/server/src/broker/event-id.ts';
-import { freePort, missingRedis, startRedis, type TestRedis } from '../helpers/redis.ts';
+import { freePort } from '../../services/shared/free-port.ts';
+import { missingRedis, startRedis, type TestRedis } from '../helpers/redis.ts';
 import { publish, Subscriber, startServer } from '../helpers/server.ts';
 import { eventually } from '../helpers/wait.ts';
 

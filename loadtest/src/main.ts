@@ -58,7 +58,8 @@ export const USAGE = `usage: npm run loadtest -- --scenario <stream|fanout|conne
   --broker KIND         bench: memory | redis | both (redis starts redis-server on a random port)
   --out DIR             where reports go (default loadtest/results)
   --json                print the report as JSON on stdout (everything else on stderr)
-  --bench               the fan-out benchmark (npm run bench:fanout)
+  --bench               the fan-out benchmark (npm run bench:fanout); takes only --url (once),
+                        --broker, --subscribers, --workers, --p99-target-ms, --out, --no-progress
   --no-progress         no progress bars (they only show on a terminal anyway)
   --help                this text
 
@@ -92,6 +93,30 @@ function brokerFlag(raw: string | undefined, bench: boolean): Broker {
   }
   if (raw !== undefined && !bench) throw new UsageError('--broker goes with --bench');
   return (raw ?? 'memory') as Broker;
+}
+
+/** Flags the bench does not take: it sets its own rates, durations and reports. */
+const NOT_WITH_BENCH = [
+  'connections',
+  'duration',
+  'warmup',
+  'rate',
+  'max-rate',
+  'threshold',
+  'rounds',
+  'compare',
+  'json',
+] as const;
+
+/** With --bench: none of NOT_WITH_BENCH, and at most one --url (the server to measure). */
+function benchFlags(values: Record<string, unknown>, urls: string[]): void {
+  const given = NOT_WITH_BENCH.find((name) => values[name] !== undefined);
+  if (given !== undefined) {
+    throw new UsageError(
+      `--${given} does not go with --bench (it sets its own rates and durations)`,
+    );
+  }
+  if (urls.length > 1) throw new UsageError('--bench measures one server: give --url once');
 }
 
 function thresholdFlags(raws: string[] | undefined): Threshold[] {
@@ -130,6 +155,7 @@ function parse(argv: string[]) {
     throw new UsageError('--bench goes with --scenario fanout');
   const urls = values.url ?? [];
   for (const url of urls) httpUrlFlag('--url', url);
+  if (values.bench) benchFlags(values, urls);
   const broker = brokerFlag(values.broker, Boolean(values.bench));
   const thresholds = thresholdFlags(values.threshold);
   return {

@@ -423,6 +423,10 @@ describe('load-test harness', () => {
     const thr = await harness(['--scenario', 'fanout', '--threshold', 'p99 under 5']);
     assert.equal(thr.code, 2);
     assert.match(thr.stderr, /--threshold must look like/);
+    // The bench sets its own rates and durations: flags it would ignore are refused.
+    const bench = await harness(['--scenario', 'fanout', '--bench', '--rounds', '3']);
+    assert.equal(bench.code, 2);
+    assert.match(bench.stderr, /--rounds does not go with --bench/);
     const port = await freePort();
     const down = await harness(['--scenario', 'stream', '--url', `http://127.0.0.1:${port}`]);
     assert.equal(down.code, 1);

@@ -147,7 +147,7 @@ function deliveryMetrics(registers: Registers): DeliveryMetrics {
     }),
     slowConsumerDisconnects: new Counter({
       name: 'sse_slow_consumer_disconnects_total',
-      help: 'Subscribers cut off because their unsent bytes exceeded limits.maxBufferedBytes.',
+      help: 'Subscribers cut off as slow consumers: unsent bytes over limits.maxBufferedBytes, or no progress for limits.stallTimeoutMs.',
       registers,
     }),
     replayedEvents: new Counter({

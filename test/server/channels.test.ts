@@ -106,6 +106,19 @@ describe('publish and fan-out', () => {
     assert.equal(r.body.ids!.length, 1);
   });
 
+  test('after the last subscriber left, a publish answers 0 subscribers', async () => {
+    const sub = new Subscriber(`${t.base}/sse/channels/left`);
+    await sub.opened;
+    const first = await publish(t.base, 'left', { data: 'seen' });
+    assert.equal(first.body.subscribers, 1);
+    await sub.waitFor(1);
+    sub.close();
+    await eventually(() => t.server.hub.subscriberCount('left') === 0, 5000, 'the subscriber gone');
+    const after = await publish(t.base, 'left', { data: 'unseen' });
+    assert.equal(after.status, 202);
+    assert.equal(after.body.subscribers, 0);
+  });
+
   test('bad publish requests answer 400/413 JSON', async () => {
     const cases: [unknown, number, RegExp][] = [
       ['{bad json', 400, /not valid JSON/],
@@ -129,6 +142,14 @@ describe('publish and fan-out', () => {
     }
     const badName = await publish(t.base, 'no%20spaces', { data: 'x' });
     assert.equal(badName.status, 400);
+    // Decoded once, like the subscribe route: a%2541 is "a%41", not "aA".
+    const twice = await publish(t.base, 'a%2541', { data: 'x' });
+    assert.equal(twice.status, 400);
+    const subscribeTwice = await fetch(`${t.base}/sse/channels/a%2541`);
+    assert.equal(subscribeTwice.status, 400);
+    await subscribeTwice.body?.cancel();
+    const encoded = await publish(t.base, 'a%3Ab', { data: 'x' });
+    assert.equal(encoded.status, 202);
     const wrongMethod = await fetch(`${t.base}/channels/x/events`);
     assert.equal(wrongMethod.status, 405);
     assert.match(wrongMethod.headers.get('allow') ?? '', /POST/);

@@ -9,7 +9,7 @@ import { badRequest } from '../http/errors.ts';
 import { verifyJsonDepth } from '../http/json-depth.ts';
 import { methodNotAllowed } from '../http/method-not-allowed.ts';
 import { PublishGuard } from '../http/publish-guard.ts';
-import { channelName } from '../sse/channel-name.ts';
+import { checkChannelName } from '../sse/channel-name.ts';
 import { validEventName } from '../sse/encode.ts';
 import type { Hub } from '../sse/hub.ts';
 import { unavailable } from './unavailable.ts';
@@ -69,7 +69,8 @@ function publishGuard(config: ServerConfig) {
 function publishHandler(config: ServerConfig, hub: Hub) {
   return async (req: Request, res: Response, next: NextFunction): Promise<void> => {
     try {
-      const name = channelName(String(req.params.channel));
+      // express has percent-decoded the parameter already: check it, do not decode it again.
+      const name = checkChannelName(String(req.params.channel));
       const empty =
         req.headers['transfer-encoding'] === undefined &&
         Number(req.headers['content-length'] ?? 0) === 0;

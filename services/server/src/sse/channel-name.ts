@@ -11,7 +11,13 @@ export function badChannelName(): HttpError {
   });
 }
 
-/** A channel name from a path segment (percent-decoded); throws the 400 when it is not valid. */
+/** `name` itself, already decoded; throws the 400 when it breaks the rule. */
+export function checkChannelName(name: string): string {
+  if (!CHANNEL_NAME.test(name)) throw badChannelName();
+  return name;
+}
+
+/** A channel name from a raw path segment (percent-decoded once); throws the 400 when invalid. */
 export function channelName(segment: string): string {
   let name: string;
   try {
@@ -19,6 +25,5 @@ export function channelName(segment: string): string {
   } catch {
     throw badChannelName();
   }
-  if (!CHANNEL_NAME.test(name)) throw badChannelName();
-  return name;
+  return checkChannelName(name);
 }

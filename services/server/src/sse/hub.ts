@@ -251,9 +251,11 @@ export class Hub implements ConnectionOwner {
       const ids = framed.map((e) => e.id);
       const ch = this.channels.get(name);
       const last = framed[framed.length - 1]!;
-      if (ch === undefined || ch.subscriberCount === 0 || compareIds(ch.flushed, last) >= 0) {
+      // Already handed out (to flushedTo subscribers), or nobody here to hand it to: answer now.
+      const handedOut = ch !== undefined && compareIds(ch.flushed, last) >= 0;
+      if (handedOut || ch === undefined || ch.subscriberCount === 0) {
         this.metrics.fanoutDuration.observe((performance.now() - startedAt) / 1000);
-        return { ids, subscribers: ch === undefined ? 0 : ch.flushedTo };
+        return { ids, subscribers: handedOut ? ch.flushedTo : 0 };
       }
       return await new Promise<PublishResult>((resolve) => {
         ch.waiters.push({ last, ids, startedAt, resolve });

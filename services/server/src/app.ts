@@ -53,13 +53,12 @@ interface Core {
 /** Broker, metrics, connection registry and hub, wired to each other. */
 function createCore(config: ServerConfig, deps: ServerDeps): Core {
   const { logger } = deps;
-  let metricsRef: ServerMetrics | null = null;
-  const broker = deps.broker ?? createBroker(config, () => metricsRef);
+  // The metrics read the registry and the broker only when scraped, after both exist.
   const metrics = createServerMetrics(
     (route) => registry.countByRoute(route),
     () => broker.up,
   );
-  metricsRef = metrics;
+  const broker = deps.broker ?? createBroker(config, metrics);
   const registry = new ConnectionRegistry(
     {
       maxConnections: config.limits.maxConnections,

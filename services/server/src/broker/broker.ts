@@ -12,9 +12,13 @@ export interface EventInput {
 }
 
 /** An event with its id and its SSE bytes (serialized once, when the broker first sees it). */
-export interface FramedEvent extends EventId {
+/** An event's id, parsed and as text: what a publish answers with. */
+export interface PublishedId extends EventId {
   /** `<ms>-<seq>` */
   readonly id: string;
+}
+
+export interface FramedEvent extends PublishedId {
   /** `event: ...\ndata: ...\nid: ...\n\n`, the same bytes for every subscriber. */
   readonly payload: Buffer;
 }
@@ -52,9 +56,9 @@ export interface Broker {
   /**
    * Assigns ids to the events, in order, stores them in the channel's record and delivers them to
    * the listener of every hub that joined the channel (this process's included). Resolves with the
-   * framed events once they are in the record: an acknowledged event is replayable.
+   * events' ids once they are in the record: an acknowledged event is replayable.
    */
-  publish(channel: string, events: readonly EventInput[]): Promise<FramedEvent[]>;
+  publish(channel: string, events: readonly EventInput[]): Promise<PublishedId[]>;
   /** The record's answer to a Last-Event-ID: its placement and every held event after it. */
   replay(channel: string, lastEventId: string): Replay | Promise<Replay>;
   /**

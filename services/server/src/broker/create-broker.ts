@@ -5,7 +5,7 @@ import type { Broker } from './broker.ts';
 import { MemoryBroker } from './memory-broker.ts';
 import { RedisBroker } from './redis-broker.ts';
 
-export function createBroker(config: ServerConfig, metrics: () => ServerMetrics | null): Broker {
+export function createBroker(config: ServerConfig, metrics: ServerMetrics): Broker {
   const { historySize, historyTtlMs, historyMaxBytes } = config.channels;
   const { maxChannels } = config.limits;
   if (config.broker.type === 'redis') {
@@ -15,7 +15,7 @@ export function createBroker(config: ServerConfig, metrics: () => ServerMetrics 
       historySize,
       historyTtlMs,
       maxChannels,
-      onError: (op) => metrics()?.brokerErrors.labels({ op }).inc(),
+      onError: (op) => metrics.brokerErrors.labels({ op }).inc(),
     });
   }
   return new MemoryBroker({ historySize, historyMaxBytes, historyTtlMs, maxChannels });

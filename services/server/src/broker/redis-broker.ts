@@ -7,6 +7,7 @@
 // Ids are Redis's own entry ids. Commands fail fast while Redis is unreachable (no offline queue):
 // publish and replay answer 503, open streams stay, and the reader resumes from its cursors.
 import type { Redis } from 'ioredis';
+import type { BrokerOp } from '../metrics.ts';
 import {
   type Broker,
   type BrokerListener,
@@ -15,6 +16,7 @@ import {
   ChannelLimitError,
   type EventInput,
   type FramedEvent,
+  type PublishedId,
   type Replay,
 } from './broker.ts';
 import { type EventId, formatEventId, parseEventId, previousId, ZERO_ID } from './event-id.ts';
@@ -30,7 +32,7 @@ export interface RedisBrokerOptions {
   historyTtlMs: number;
   maxChannels: number;
   /** Counts a failed Redis operation (sse_broker_errors_total{op}). */
-  onError?: (op: 'publish' | 'replay' | 'join' | 'read') => void;
+  onError?: (op: BrokerOp) => void;
 }
 
 export function toFramed(entry: StreamEntry): FramedEvent | null {
@@ -106,12 +108,12 @@ export class RedisBroker implements Broker {
     return this.options.keyPrefix + channel;
   }
 
-  private unavailable(op: 'publish' | 'replay' | 'join', err: unknown): BrokerUnavailableError {
+  private unavailable(op: Exclude<BrokerOp, 'read'>, err: unknown): BrokerUnavailableError {
     this.options.onError?.(op);
     return new BrokerUnavailableError(`redis ${op} failed: ${(err as Error).message}`);
   }
 
-  async publish(channel: string, events: readonly EventInput[]): Promise<FramedEvent[]> {
+  async publish(channel: string, events: readonly EventInput[]): Promise<PublishedId[]> {
     if (!this.up) throw new BrokerUnavailableError('redis is unreachable');
     const key = this.key(channel);
     const { historySize, historyTtlMs } = this.options;
@@ -129,13 +131,14 @@ export class RedisBroker implements Broker {
       throw this.unavailable('publish', err);
     }
     if (replies === null) throw this.unavailable('publish', new Error('transaction aborted'));
-    const out: FramedEvent[] = new Array(events.length);
+    // Only the ids: the events are framed once, when the reader delivers them.
+    const out: PublishedId[] = new Array(events.length);
     for (let i = 0; i < events.length; i++) {
       const [err, reply] = replies[i]!;
       if (err) throw this.unavailable('publish', err);
       const id = parseEventId(String(reply));
       if (id === null) throw this.unavailable('publish', new Error(`bad XADD reply ${reply}`));
-      out[i] = frameEvent(events[i]!, id);
+      out[i] = { ms: id.ms, seq: id.seq, id: formatEventId(id) };
     }
     return out;
   }

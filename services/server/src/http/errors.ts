@@ -1,5 +1,6 @@
 // JSON error bodies for every refusal: { "error": <code>, "message": <text>, ...details }.
-import type { ServerResponse } from 'node:http';
+import { type ServerResponse, STATUS_CODES } from 'node:http';
+import type { Duplex } from 'node:stream';
 
 export interface ErrorBody {
   error: string;
@@ -43,3 +44,14 @@ export function sendError(res: ServerResponse, err: HttpError): void {
 
 export const badRequest = (message: string, details: Record<string, unknown> = {}) =>
   new HttpError(400, { error: 'bad_request', message, ...details });
+
+/**
+ * Answers on a bare socket (no ServerResponse: parser errors, CONNECT) with a JSON error and
+ * closes it.
+ */
+export function endSocketWithJson(socket: Duplex, status: number, body: ErrorBody): void {
+  const text = JSON.stringify(body);
+  socket.end(
+    `HTTP/1.1 ${status} ${STATUS_CODES[status]}\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(text)}\r\nCache-Control: no-store\r\nConnection: close\r\n\r\n${text}`,
+  );
+}

@@ -3,7 +3,7 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Duplex } from 'node:stream';
 import type { Logger } from 'pino';
-import { sendJson } from './errors.ts';
+import { endSocketWithJson, sendJson } from './errors.ts';
 
 /** Answers 400 JSON and returns true for an HTTP/1.1 request without a Host header (RFC 9112 3.2). */
 export function missingHost(req: IncomingMessage, res: ServerResponse): boolean {
@@ -38,11 +38,8 @@ export function lastResort(
 
 /** CONNECT (node hands it to the 'connect' event, or closes the socket silently): a 405 JSON. */
 export function refuseConnect(_req: IncomingMessage, socket: Duplex): void {
-  const body = JSON.stringify({ error: 'method_not_allowed', message: 'CONNECT is not served' });
   socket.on('error', () => {});
-  socket.end(
-    `HTTP/1.1 405 Method Not Allowed\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}\r\nCache-Control: no-store\r\nConnection: close\r\n\r\n${body}`,
-  );
+  endSocketWithJson(socket, 405, { error: 'method_not_allowed', message: 'CONNECT is not served' });
 }
 
 /** An `Expect` other than 100-continue: a 417 JSON (node's own 417 has no body). */

@@ -11,6 +11,7 @@ import { readFileSync } from 'node:fs';
 import type { Server, ServerOptions } from 'node:http';
 import type { Socket } from 'node:net';
 import type { Logger } from 'pino';
+import { endSocketWithJson } from './errors.ts';
 
 export const HEADERS_TIMEOUT_MS = 10_000;
 export const REQUEST_TIMEOUT_MS = 30_000;
@@ -109,12 +110,6 @@ function closeIfSilent(socket: Socket): void {
   if (socket.bytesRead === 0) socket.destroy();
 }
 
-const STATUS_TEXT: Record<number, string> = {
-  400: 'Bad Request',
-  408: 'Request Timeout',
-  431: 'Request Header Fields Too Large',
-};
-
 /** The answer to a request node's HTTP parser refused, by error code. */
 function clientErrorAnswer(code: string | undefined): [number, string, string] {
   if (code === 'HPE_HEADER_OVERFLOW') {
@@ -138,8 +133,5 @@ export function onClientError(err: NodeJS.ErrnoException, socket: Socket): void 
     return;
   }
   const [status, error, message] = clientErrorAnswer(err.code);
-  const body = JSON.stringify({ error, message });
-  socket.end(
-    `HTTP/1.1 ${status} ${STATUS_TEXT[status]}\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}\r\nCache-Control: no-store\r\nConnection: close\r\n\r\n${body}`,
-  );
+  endSocketWithJson(socket, status, { error, message });
 }

@@ -101,25 +101,28 @@ function startPump(
   metrics: ServerMetrics,
 ): void {
   conn.demo = new DemoProgress(start, count);
-  const first = nextBatch(conn);
-  conn.open(headers, [first]);
+  const first = nextBatch(conn.demo);
+  conn.open(headers, [first.bytes]);
   countBatch(conn, first, metrics);
   pump(conn, metrics);
 }
 
-function nextBatch(conn: SseConnection): Buffer {
-  const demo = conn.demo!;
-  let out = '';
-  while (!demo.done && out.length < DEMO_BATCH_BYTES) out += demoEvent(demo.next++);
-  return Buffer.from(out);
+interface Batch {
+  bytes: Buffer;
+  events: number;
 }
 
-function countBatch(conn: SseConnection, batch: Buffer, metrics: ServerMetrics): void {
+/** The next events, about DEMO_BATCH_BYTES of them, and how many they are. */
+function nextBatch(demo: DemoProgress): Batch {
+  const from = demo.next;
+  let out = '';
+  while (!demo.done && out.length < DEMO_BATCH_BYTES) out += demoEvent(demo.next++);
+  return { bytes: Buffer.from(out), events: demo.next - from };
+}
+
+function countBatch(conn: SseConnection, batch: Batch, metrics: ServerMetrics): void {
   conn.lastWriteAt = Date.now();
-  // Every event of the demo stream ends with "\n\n" and holds no other blank line.
-  let events = 0;
-  for (let i = batch.indexOf('\n\n'); i >= 0; i = batch.indexOf('\n\n', i + 2)) events++;
-  countSent(metrics, events, batch.length);
+  countSent(metrics, batch.events, batch.bytes.length);
 }
 
 function pump(conn: SseConnection, metrics: ServerMetrics): void {
@@ -132,8 +135,8 @@ function pump(conn: SseConnection, metrics: ServerMetrics): void {
       conn.transport.drainSource().once('drain', () => pump(conn, metrics));
       return;
     }
-    const batch = nextBatch(conn);
-    if (!conn.write(batch)) return;
+    const batch = nextBatch(conn.demo!);
+    if (!conn.send(batch.bytes)) return;
     countBatch(conn, batch, metrics);
   }
 }
@@ -159,7 +162,7 @@ function demoTick(conn: SseConnection, metrics: ServerMetrics): void {
   demo.timer = null;
   if (conn.ended) return;
   const bytes = Buffer.from(demoEvent(demo.next));
-  if (!conn.write(bytes)) return;
+  if (!conn.send(bytes)) return;
   conn.lastWriteAt = Date.now();
   countSent(metrics, 1, bytes.length);
   demo.next++;

@@ -119,11 +119,6 @@ export class SseConnection {
     return now - this.stalledSince >= stallMs;
   }
 
-  /** Writes one payload of SSE bytes (see send). */
-  write(payload: Buffer): boolean {
-    return this.send(payload);
-  }
-
   /** Ends the response cleanly (the chunked terminator), after an optional last payload. */
   end(last?: Buffer, reason: CloseReason = 'complete'): void {
     if (this.ended) return;

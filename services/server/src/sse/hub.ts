@@ -93,10 +93,6 @@ export class Hub implements ConnectionOwner {
     this.sweepTimer.unref();
   }
 
-  get channelCount(): number {
-    return this.channels.size;
-  }
-
   subscriberCount(name: string): number {
     return this.channels.get(name)?.subscriberCount ?? 0;
   }
@@ -147,23 +143,17 @@ export class Hub implements ConnectionOwner {
     conn.subscription = sub;
     sub.slot = ch.joining.length;
     ch.joining.push(sub);
-    if (ch.ready === null) {
-      const replay = lastEventId === null ? null : this.broker.replay(name, lastEventId);
-      if (!isPromise(replay)) {
-        this.open(ch, sub, replay, headers);
-        return;
-      }
-      return replay.then(
-        (r) => this.open(ch, sub, r, headers),
-        (err: unknown) => this.abandon(sub, err),
-      );
+    const replayFor = () => (lastEventId === null ? null : this.broker.replay(name, lastEventId));
+    // After the channel's join, if that is still under way (Redis).
+    const replay = ch.ready === null ? replayFor() : ch.ready.then(replayFor);
+    if (!isPromise(replay)) {
+      this.open(ch, sub, replay, headers);
+      return;
     }
-    return ch.ready
-      .then(() => (lastEventId === null ? null : this.broker.replay(name, lastEventId)))
-      .then(
-        (r) => this.open(ch, sub, r, headers),
-        (err: unknown) => this.abandon(sub, err),
-      );
+    return replay.then(
+      (r) => this.open(ch, sub, r, headers),
+      (err: unknown) => this.abandon(sub, err),
+    );
   }
 
   /** A subscription whose join or replay failed: forget it and pass the error on. */
@@ -245,12 +235,12 @@ export class Hub implements ConnectionOwner {
     this.inflight++;
     try {
       const startedAt = performance.now();
-      const framed = await this.broker.publish(name, events);
+      const published = await this.broker.publish(name, events);
       this.metrics.brokerPublishDuration.observe((performance.now() - startedAt) / 1000);
-      this.metrics.eventsPublished.inc(framed.length);
-      const ids = framed.map((e) => e.id);
+      this.metrics.eventsPublished.inc(published.length);
+      const ids = published.map((e) => e.id);
       const ch = this.channels.get(name);
-      const last = framed[framed.length - 1]!;
+      const last = published[published.length - 1]!;
       // Already handed out (to flushedTo subscribers), or nobody here to hand it to: answer now.
       const handedOut = ch !== undefined && compareIds(ch.flushed, last) >= 0;
       if (handedOut || ch === undefined || ch.subscriberCount === 0) {
@@ -342,7 +332,7 @@ export class Hub implements ConnectionOwner {
       if (fresh.length > 0) {
         const payload =
           fresh.length === 1 ? fresh[0]!.payload : Buffer.concat(fresh.map((e) => e.payload));
-        if (!conn.write(payload)) continue;
+        if (!conn.send(payload)) continue;
         conn.lastWriteAt = now;
         sub.cursor = fresh[fresh.length - 1]!;
         events += fresh.length;

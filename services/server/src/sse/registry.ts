@@ -87,8 +87,8 @@ export class ConnectionRegistry {
     conn.owner = null;
     const metrics = this.metrics;
     metrics.durations[conn.route].observe((performance.now() - conn.openedAt) / 1000);
-    if (conn.closeReason === 'slow_consumer') metrics.slowConsumerDisconnects.inc();
     if (conn.closeReason === 'slow_consumer') {
+      metrics.slowConsumerDisconnects.inc();
       this.logger.warn(
         { event: 'slow_consumer', route: conn.route, ip: conn.ip },
         'subscriber exceeded limits.maxBufferedBytes or stopped reading and was disconnected',

@@ -6,10 +6,7 @@
 // Last-Event-ID (the notice carries no id). Other clients keep the 503/429 with Retry-After.
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { HttpError } from '../http/errors.ts';
-import type { RejectReason } from '../metrics.ts';
-
-/** What ConnectionRegistry.admit() refuses for: capacity (max, per address) or shutdown. */
-export type RefusalReason = RejectReason | 'shutting_down';
+import type { RefusalReason } from '../sse/registry.ts';
 
 export type NoticeEvent = 'overloaded' | 'shutdown' | 'unavailable';
 
@@ -23,13 +20,17 @@ export interface RefusalNotice {
   retryMs: number;
 }
 
-const MESSAGES: Record<RefusalReason, string> = {
+/** The message of each refusal, in the JSON answer and in the notice alike. */
+export const REFUSAL_MESSAGES: Record<RefusalReason, string> = {
   max_connections: 'the server is at maxConnections',
   per_ip_limit: 'too many open streams from this address',
   shutting_down: 'the server is shutting down',
-  unauthorized: 'a valid subscribe token is required',
-  bad_request: 'the request is not valid',
 };
+
+/** Retry-After seconds scaled by a random factor in [0.5, 1.5), in milliseconds. */
+function jitteredRetryMs(retryAfterSeconds: number, random: () => number): number {
+  return Math.round(retryAfterSeconds * 1000 * (0.5 + random()));
+}
 
 /** True when the request's Accept header names text/event-stream (what EventSource sends). */
 export function acceptsEventStream(req: IncomingMessage): boolean {
@@ -49,8 +50,8 @@ export function refusalNotice(
   return {
     event: reason === 'shutting_down' ? 'shutdown' : 'overloaded',
     reason,
-    message: MESSAGES[reason],
-    retryMs: Math.round(retryAfterSeconds * 1000 * (0.5 + random())),
+    message: REFUSAL_MESSAGES[reason],
+    retryMs: jitteredRetryMs(retryAfterSeconds, random),
   };
 }
 
@@ -72,7 +73,7 @@ export function noticeFromError(
     event: known[0],
     reason: known[1],
     message: err.body.message,
-    retryMs: Math.round(retryAfter * 1000 * (0.5 + random())),
+    retryMs: jitteredRetryMs(retryAfter, random),
   };
 }
 

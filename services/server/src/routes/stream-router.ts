@@ -27,6 +27,7 @@ import {
 import {
   acceptsEventStream,
   noticeFromError,
+  REFUSAL_MESSAGES,
   refusalNotice,
   sendRefusalEvent,
   withHeaders,
@@ -224,23 +225,12 @@ export class StreamRouter {
       sendRefusalEvent(res, refusalNotice(refusal, retryAfter), corsHeaders);
       return false;
     }
-    if (refusal === 'per_ip_limit') {
-      sendJson(
-        res,
-        429,
-        { error: 'too_many_connections', message: 'too many open streams from this address' },
-        { ...corsHeaders, 'Retry-After': String(retryAfter) },
-      );
-      return false;
-    }
-    const message =
-      refusal === 'shutting_down'
-        ? 'the server is shutting down'
-        : 'the server is at maxConnections';
+    const [status, error] =
+      refusal === 'per_ip_limit' ? [429, 'too_many_connections'] : [503, 'unavailable'];
     sendJson(
       res,
-      503,
-      { error: 'unavailable', message },
+      status,
+      { error, message: REFUSAL_MESSAGES[refusal] },
       { ...corsHeaders, 'Retry-After': String(retryAfter) },
     );
     return false;

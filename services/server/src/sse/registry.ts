@@ -24,6 +24,11 @@ type TaggedResponse = ServerResponse & {
 
 const HEARTBEAT_CHUNK = frameChunk(HEARTBEAT);
 
+/** Why admit() refuses a new stream: capacity (in all, per address) or shutdown. */
+export type RefusalReason =
+  | Extract<RejectReason, 'max_connections' | 'per_ip_limit'>
+  | 'shutting_down';
+
 export class ConnectionRegistry {
   readonly connections = new Set<SseConnection>();
   private readonly perIp = new Map<string, number>();
@@ -53,7 +58,7 @@ export class ConnectionRegistry {
   }
 
   /** Why a new stream from `ip` must be refused, or null when it may open. */
-  admit(ip: string): RejectReason | 'shutting_down' | null {
+  admit(ip: string): RefusalReason | null {
     if (this.draining) return 'shutting_down';
     if (this.connections.size >= this.options.maxConnections) return 'max_connections';
     const limit = this.options.maxConnectionsPerIp;

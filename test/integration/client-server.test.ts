@@ -4,7 +4,7 @@ import { after, before, describe, test } from 'node:test';
 import { connectEventStream, openEventStream } from '../../services/client/src/index.ts';
 import { exampleClientLines } from '../helpers/example.ts';
 import { runNode } from '../helpers/process.ts';
-import { publish, startServer, type TestServer } from '../helpers/server.ts';
+import { eventually, publish, startServer, type TestServer } from '../helpers/server.ts';
 
 const exampleLines = exampleClientLines();
 
@@ -164,7 +164,12 @@ describe('client library against a channel', () => {
       maxEventBytes: 1024,
       onEvent: (ev) => seen.push(ev.data),
     });
-    while (t.server.hub.subscriberCount('bytes') === 0) await new Promise((r) => setTimeout(r, 5));
+    await eventually(() => t.server.hub.subscriberCount('bytes') > 0, 5000, 'subscriber').catch(
+      (e: unknown) => {
+        handle.close();
+        throw e;
+      },
+    );
     const r = await publish(t.base, 'bytes', [{ data: fits }, { data: over }]);
     assert.equal(r.status, 202);
     const result = await handle.done;

@@ -3,7 +3,7 @@
 import assert from 'node:assert/strict';
 import net from 'node:net';
 import { describe, test } from 'node:test';
-import { runNode } from '../helpers/process.ts';
+import { runClient } from '../helpers/client-process.ts';
 import { eventually, publish, startServer } from '../helpers/server.ts';
 
 /** Forwards 127.0.0.1:<port> to the target and destroys every open connection each `everyMs`. */
@@ -55,9 +55,8 @@ describe('client under a proxy that cuts every connection each second', () => {
       // The client starts after a known event, so that even its first connection can resume
       // (without any id, events published while it is cut before its first event are not its).
       const start = await publish(s.base, 'px', { data: 'start' });
-      const client = runNode(
+      const client = runClient(
         [
-          'services/client/src/main.ts',
           '--url',
           `http://127.0.0.1:${proxy.port}/sse/channels/px`,
           '--reconnect',

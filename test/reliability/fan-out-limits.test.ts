@@ -7,6 +7,17 @@ import { describe, test } from 'node:test';
 import { openRaw, statusOf } from '../helpers/raw-socket.ts';
 import { eventually, publish, Subscriber, startServer } from '../helpers/server.ts';
 
+/** GETs each path in turn: its status and Retry-After header (the body is discarded). */
+async function refusals(base: string, paths: string[]): Promise<[number, string | null][]> {
+  const answers: [number, string | null][] = [];
+  for (const path of paths) {
+    const r = await fetch(`${base}${path}`);
+    answers.push([r.status, r.headers.get('retry-after')]);
+    await r.body?.cancel();
+  }
+  return answers;
+}
+
 const percentile = (sorted: number[], p: number) =>
   sorted[Math.min(sorted.length - 1, Math.floor((sorted.length * p) / 100))]!;
 
@@ -80,16 +91,11 @@ describe('limits.maxConnections', () => {
       for (let i = 0; i < 10; i++)
         subs.push(new Subscriber(`${s.base}/sse/test?interval_ms=100&count=100`));
       await Promise.all(subs.map((x) => x.opened));
-      const refused: [number, string | null][] = [];
-      for (const path of [
+      const refused = await refusals(s.base, [
         '/sse/channels/full',
         '/sse/test',
         '/sse/test?interval_ms=0&count=5000',
-      ]) {
-        const r = await fetch(`${s.base}${path}`);
-        refused.push([r.status, r.headers.get('retry-after')]);
-        await r.body?.cancel();
-      }
+      ]);
       for (let i = 0; i < 5; i++)
         assert.equal((await publish(s.base, 'full', { data: `e${i}` })).status, 202);
       const demoBefore = subs.slice(10).map((x) => x.events.length);
@@ -122,16 +128,11 @@ describe('limits.maxConnectionsPerIp', () => {
     ];
     try {
       await Promise.all(subs.map((x) => x.opened));
-      const answers: [number, string | null][] = [];
-      for (const path of [
+      const answers = await refusals(s.base, [
         '/sse/test?interval_ms=0&count=3',
         '/sse/test?interval_ms=0&count=50000',
         '/sse/channels/ip',
-      ]) {
-        const r = await fetch(`${s.base}${path}`);
-        answers.push([r.status, r.headers.get('retry-after')]);
-        await r.body?.cancel();
-      }
+      ]);
       t.diagnostic(`2 streams open from 127.0.0.1; then: ${JSON.stringify(answers)}`);
       for (const [status, retry] of answers) {
         assert.equal(status, 429);

@@ -13,6 +13,7 @@ import { createLogger } from '../../services/server/src/logger.ts';
 import { connect, jsonBodyOf, recordUntilClose, statusOf } from '../helpers/raw-socket.ts';
 import {
   dechunk,
+  publish,
   rawExchange,
   Subscriber,
   splitResponse,
@@ -256,11 +257,7 @@ describe('an unexpected error in a stream route', () => {
     assert.equal(failed2.status, 500);
     await failed2.body?.cancel();
 
-    const res = await fetch(`${t.base}/channels/calm/events`, {
-      method: 'POST',
-      headers: { 'content-type': 'application/json' },
-      body: '{"data":"still here"}',
-    });
+    const res = await publish(t.base, 'calm', { data: 'still here' });
     assert.equal(res.status, 202);
     await other.waitFor(1);
     assert.equal(other.events[0]!.data, 'still here');

@@ -83,9 +83,16 @@ describe('limits.maxSockets', () => {
     child.stdout.setEncoding('utf8').on('data', (d: string) => {
       out += d;
     });
-    await eventually(() => out.includes('"event":"listening"'), 15_000, 'listening');
-    child.kill('SIGTERM');
-    const [code] = await once(child, 'exit');
+    const exited = once(child, 'exit');
+    let code: unknown;
+    try {
+      await eventually(() => out.includes('"event":"listening"'), 15_000, 'listening');
+      child.kill('SIGTERM');
+      [code] = await exited;
+    } finally {
+      if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
+      await exited;
+    }
     const warning = out
       .split('\n')
       .filter(Boolean)

@@ -7,7 +7,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { loadServerConfig } from '../../services/server/src/config.ts';
-import { runNode } from '../helpers/process.ts';
+import { spawnServer } from '../helpers/process.ts';
 
 test('the current names apply with no warning', () => {
   const warnings: string[] = [];
@@ -41,17 +41,14 @@ test('channels.maxEventBytes in a config file still works, with a warning', asyn
       /channels\.maxEventBytes is deprecated; it is now channels\.maxBodyBytes/,
     );
     // The server logs it once at start, as a JSON line.
-    const run = await runNode(
-      [
-        '-e',
-        "process.env.PORT='0';process.env.HOST='127.0.0.1';setTimeout(()=>process.kill(process.pid,'SIGTERM'),1500);await import('./services/server/src/main.ts')",
-        '--input-type=module',
-      ],
-      { SSE_CONFIG: file },
-    );
-    const line = run.stdout.split('\n').find((l) => l.includes('config_deprecated'));
-    assert.ok(line, run.stdout + run.stderr);
-    assert.equal(JSON.parse(line).level, 40);
+    const srv = await spawnServer({ SSE_CONFIG: file });
+    try {
+      const entry = srv.logs.find((l) => l.event === 'config_deprecated');
+      assert.ok(entry, JSON.stringify(srv.logs) + srv.stderr());
+      assert.equal(entry.level, 40);
+    } finally {
+      await srv.stop();
+    }
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }

@@ -10,12 +10,7 @@ export interface ProcessLoad {
 }
 
 export type WorkerRequest =
-  | {
-      type: 'open';
-      urls: string[];
-      headers: Record<string, string>;
-      rampRate: number;
-    }
+  | { type: 'open'; urls: string[] }
   | { type: 'measure'; fromTs: number }
   | { type: 'count'; from: number; to: number }
   | { type: 'collect'; from: number; to: number; rejected: number[]; forget: boolean }

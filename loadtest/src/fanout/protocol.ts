@@ -4,7 +4,6 @@
 export interface ProcessLoad {
   /** Event-loop delay p99 over the measured window, ms (perf_hooks.monitorEventLoopDelay). */
   eventLoopP99Ms: number;
-  eventLoopMaxMs: number;
   /** CPU time (user + system) over the measured window, in % of one core. */
   cpuPct: number;
 }
@@ -23,7 +22,6 @@ export type WorkerReply =
   | { type: 'closed' };
 
 export interface WorkerStats {
-  subscribers: number;
   /** Deliveries of seqs in the collected range (first receipt only). */
   deliveries: number;
   /** Deliveries whose latency was recorded (publish ts at or after the measure start). */
@@ -64,8 +62,6 @@ export interface PublishResult {
   offeredPerS: number;
   /** Accepted (202) publishes scheduled in the measured window, per second of that window. */
   achievedPerS: number;
-  scheduled: number;
-  sent: number;
   accepted: number;
   skipped: number;
   failed: number;

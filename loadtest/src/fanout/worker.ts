@@ -112,7 +112,6 @@ function collect(req: Extract<WorkerRequest, { type: 'collect' }>): WorkerReply 
     if (req.forget) sub.seqs.forget(req.to);
   }
   const stats: WorkerStats = {
-    subscribers: counted.length,
     deliveries,
     measured,
     expected: expectedEach * counted.length,

@@ -24,7 +24,6 @@ function schedule(req: PublishRequest) {
 
 /** The publishes so far, counted as they are sent, skipped and answered. */
 interface Tally {
-  inFlight: number;
   accepted: number;
   /** Accepted publishes of seqs in the measured window. */
   acceptedMeasured: number;
@@ -33,11 +32,11 @@ interface Tally {
   /** Seqs skipped or not answered 202. */
   rejected: number[];
   errors: Record<string, number>;
+  /** The publishes in flight (its size is checked against the concurrency bound). */
   pending: Set<Promise<void>>;
 }
 
 const newTally = (): Tally => ({
-  inFlight: 0,
   accepted: 0,
   acceptedMeasured: 0,
   skipped: 0,
@@ -72,7 +71,6 @@ function sender(
     const started = performance.now();
     const ts = performance.timeOrigin + started;
     const pool = pools[seq % pools.length]!;
-    tally.inFlight++;
     const p = pool
       .request({
         path,
@@ -92,7 +90,6 @@ function sender(
       })
       .catch((err: unknown) => countFailure(tally, seq, (err as { code?: string }).code ?? 'error'))
       .finally(() => {
-        tally.inFlight--;
         tally.pending.delete(p);
       });
     tally.pending.add(p);
@@ -122,7 +119,7 @@ async function runSchedule(
     );
     for (; next < due; next++) {
       if (next === measuredFrom) monitor.reset();
-      if (tally.inFlight < req.concurrency) send(next);
+      if (tally.pending.size < req.concurrency) send(next);
       else {
         tally.skipped++;
         tally.rejected.push(next);

@@ -12,7 +12,8 @@ import { openRig, scrapeAll, stepFigures, stepOptions } from './fanout.ts';
 export interface CapacityOptions {
   bases: string[];
   subscribers: number;
-  workers: number;
+  /** Subscriber worker processes; default defaultWorkers(subscribers) (fanout.ts openRig). */
+  workers?: number;
   p99TargetMs: number;
   startRate: number;
   maxRate: number;
@@ -200,7 +201,7 @@ export async function runCapacity(
         step_s: options.stepSeconds,
         warmup_s: options.warmup,
         publish_concurrency: options.connections,
-        workers: options.workers,
+        workers: rig.options.workers,
         channel,
       },
       figures: capacityFigures(rig.opened, points, good, bad, limited),

@@ -133,7 +133,7 @@ async function runSchedule(
   return t0;
 }
 
-export async function publish(req: PublishRequest): Promise<PublishResult> {
+async function publish(req: PublishRequest): Promise<PublishResult> {
   const pools = req.urls.map(
     (base) => new Pool(base, { connections: req.concurrency, pipelining: 1 }),
   );

@@ -83,13 +83,16 @@ export function benchTargets(broker: Broker): TargetSpec[] {
   return list;
 }
 
-/** --url: the server already running there, named `target`; nothing to start or stop. */
+/**
+ * --url: the server already running there, named `target`; nothing to start or stop. `url` comes
+ * without trailing slashes (main.ts strips them when it parses the flags).
+ */
 export function urlTarget(url: string): TargetSpec {
   return {
     name: 'target',
     stream: true,
     start: async () => ({
-      base: url.replace(/\/+$/, ''),
+      base: url,
       stop: async () => {},
     }),
   };

@@ -15,7 +15,6 @@ import {
   urlTarget,
 } from './bench-targets.ts';
 import type { LoadtestConfig } from './config.ts';
-import { defaultWorkers } from './fanout/rig.ts';
 import { green, log, red, yellow } from './output.ts';
 import { environment, type Figures, labelled, type Report, writeReport } from './report/report.ts';
 import { formatFigure, textTable } from './report/table.ts';
@@ -171,7 +170,7 @@ async function measureCapacity(name: string, base: string, run: BenchRun, tally:
     ...run.config.fanout,
     bases: [base],
     subscribers: run.subscribers,
-    workers: run.workers ?? defaultWorkers(run.subscribers),
+    workers: run.workers,
     p99TargetMs: run.p99TargetMs,
     startRate: 20,
     maxRate: 20_000,
@@ -203,7 +202,7 @@ async function measureFixedPoint(
     duration: FIXED_SECONDS,
     warmup: 1,
     connections: 16,
-    workers: run.workers ?? defaultWorkers(n),
+    workers: run.workers,
     token: run.token,
     progress: run.progress,
   });

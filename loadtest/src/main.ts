@@ -13,7 +13,6 @@ import { ConfigError } from '../../services/shared/config-file.ts';
 import { runBench } from './bench.ts';
 import type { Broker } from './bench-targets.ts';
 import { type LoadtestConfig, loadLoadtestConfig } from './config.ts';
-import { defaultWorkers } from './fanout/rig.ts';
 import { green, log, red, yellow } from './output.ts';
 import { renderComparison } from './report/chart.ts';
 import { compareReports, readReport } from './report/compare.ts';
@@ -33,6 +32,8 @@ import {
 } from './thresholds.ts';
 
 export const HARNESS_LIMITED_EXIT = 3;
+/** --p99-target-ms when not given: the delivery p99 (ms) a sustained rate must keep. */
+const DEFAULT_P99_TARGET_MS = 250;
 const SCENARIOS = ['stream', 'fanout', 'connections', 'capacity'] as const;
 type Scenario = (typeof SCENARIOS)[number];
 
@@ -49,7 +50,7 @@ export const USAGE = `usage: npm run loadtest -- --scenario <stream|fanout|conne
   --warmup S            fanout, capacity: seconds published before measuring (default 1)
   --connections N       stream: concurrent connections; fanout, capacity: publishes in flight at most
   --workers N           fanout, capacity: subscriber processes (default: 1 per 1000, at most 1 per CPU)
-  --p99-target-ms MS    capacity: the delivery p99 a sustained rate must keep (default 250)
+  --p99-target-ms MS    capacity: the delivery p99 a sustained rate must keep (default ${DEFAULT_P99_TARGET_MS})
   --max-rate R          capacity: highest rate tried (default 100000)
   --threshold EXPR      fail (exit 99) unless a figure passes, e.g. 'delivery_p99_ms<250'; repeatable
   --rounds N            run N times; figures are medians with min-max (default 1)
@@ -76,6 +77,9 @@ function nonNegative(name: string, raw: string | undefined): number | undefined 
     throw new UsageError(`--${name} must be a number >= 0, got "${raw}"`);
   return Number(raw);
 }
+
+/** A base URL without trailing slashes (paths are appended to it). */
+const withoutTrailingSlash = (url: string): string => url.replace(/\/+$/, '');
 
 /** --scenario: required (unless --help) and one of SCENARIOS. */
 function scenarioFlag(raw: string | undefined, help: boolean): Scenario {
@@ -153,8 +157,7 @@ function parse(argv: string[]) {
   const scenario = scenarioFlag(values.scenario, Boolean(values.help));
   if (values.bench && scenario !== 'fanout')
     throw new UsageError('--bench goes with --scenario fanout');
-  const urls = values.url ?? [];
-  for (const url of urls) httpUrlFlag('--url', url);
+  const urls = (values.url ?? []).map((url) => withoutTrailingSlash(httpUrlFlag('--url', url)!));
   if (values.bench) benchFlags(values, urls);
   const broker = brokerFlag(values.broker, Boolean(values.bench));
   const thresholds = thresholdFlags(values.threshold);
@@ -168,7 +171,7 @@ function parse(argv: string[]) {
     rate: positive('rate', values.rate),
     subscribers: positive('subscribers', values.subscribers),
     workers: positive('workers', values.workers),
-    p99TargetMs: positive('p99-target-ms', values['p99-target-ms']),
+    p99TargetMs: positive('p99-target-ms', values['p99-target-ms']) ?? DEFAULT_P99_TARGET_MS,
     maxRate: positive('max-rate', values['max-rate']),
     rounds: positive('rounds', values.rounds) ?? 1,
     thresholds,
@@ -204,7 +207,7 @@ function fanoutSettings(args: Args, config: LoadtestConfig, bases: string[]) {
     ...config.fanout,
     bases,
     subscribers,
-    workers: args.workers ?? defaultWorkers(subscribers),
+    workers: args.workers,
     warmup: args.warmup ?? config.fanout.warmup,
     token: config.token,
   };
@@ -231,7 +234,7 @@ function runOnce(args: Args, config: LoadtestConfig, bases: string[], progress: 
   if (args.scenario === 'capacity') {
     return runCapacity({
       ...fanoutSettings(args, config, bases),
-      p99TargetMs: args.p99TargetMs ?? 250,
+      p99TargetMs: args.p99TargetMs,
       startRate: args.rate ?? 50,
       maxRate: args.maxRate ?? 100_000,
       stepSeconds: args.duration ?? 4,
@@ -340,10 +343,10 @@ async function main(argv: string[]): Promise<number> {
       broker: args.broker,
       subscribers: args.subscribers,
       workers: args.workers,
-      p99TargetMs: args.p99TargetMs ?? 250,
+      p99TargetMs: args.p99TargetMs,
     });
   }
-  const bases = (args.urls.length > 0 ? args.urls : [config.url]).map((u) => u.replace(/\/+$/, ''));
+  const bases = args.urls.length > 0 ? args.urls : [withoutTrailingSlash(config.url)];
   for (const base of bases) {
     const unreachable = await reachable(base);
     if (unreachable !== null) {

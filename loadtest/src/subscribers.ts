@@ -7,7 +7,6 @@ import { connectEventStream, type EventStreamHandle } from '../../services/clien
 export interface SubscriberPoolOptions {
   url: string;
   count: number;
-  headers?: Record<string, string>;
   onProgress?: (opened: number) => void;
   /** New connections per second while opening (0: as fast as possible). */
   rampRate?: number;
@@ -49,7 +48,6 @@ export class SubscriberPool {
       };
       const handle = connectEventStream(options.url, {
         dispatcher: this.agent,
-        headers: options.headers,
         onOpen: () => {
           this.opened++;
           options.onProgress?.(this.opened);

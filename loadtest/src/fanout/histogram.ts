@@ -8,7 +8,6 @@ export interface Percentiles {
   p99: number;
   p999: number;
   max: number;
-  mean: number;
 }
 
 export function newLatencyHistogram(): hdr.Histogram {
@@ -30,7 +29,7 @@ export function mergeEncoded(encoded: string[]): hdr.Histogram {
   return total;
 }
 
-/** The usual percentiles and the mean, in ms; null when nothing was recorded. */
+/** The usual percentiles and the max, in ms; null when nothing was recorded. */
 export function percentiles(h: hdr.Histogram): Percentiles | null {
   if (h.totalCount === 0) return null;
   const ms = (p: number) => h.getValueAtPercentile(p) / 1000;
@@ -40,7 +39,6 @@ export function percentiles(h: hdr.Histogram): Percentiles | null {
     p99: ms(99),
     p999: ms(99.9),
     max: h.maxValue / 1000,
-    mean: h.mean / 1000,
   };
 }
 

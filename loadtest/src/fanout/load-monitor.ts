@@ -24,7 +24,6 @@ export class LoadMonitor {
     const p99 = this.delay.count > 0 ? this.delay.percentile(99) / 1e6 : 0;
     return {
       eventLoopP99Ms: p99,
-      eventLoopMaxMs: this.delay.count > 0 ? this.delay.max / 1e6 : 0,
       cpuPct: wallUs > 0 ? ((used.user + used.system) / wallUs) * 100 : 0,
     };
   }

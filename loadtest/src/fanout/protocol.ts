@@ -4,18 +4,12 @@
 export interface ProcessLoad {
   /** Event-loop delay p99 over the measured window, ms (perf_hooks.monitorEventLoopDelay). */
   eventLoopP99Ms: number;
-  eventLoopMaxMs: number;
   /** CPU time (user + system) over the measured window, in % of one core. */
   cpuPct: number;
 }
 
 export type WorkerRequest =
-  | {
-      type: 'open';
-      urls: string[];
-      headers: Record<string, string>;
-      rampRate: number;
-    }
+  | { type: 'open'; urls: string[] }
   | { type: 'measure'; fromTs: number }
   | { type: 'count'; from: number; to: number }
   | { type: 'collect'; from: number; to: number; rejected: number[]; forget: boolean }
@@ -28,7 +22,6 @@ export type WorkerReply =
   | { type: 'closed' };
 
 export interface WorkerStats {
-  subscribers: number;
   /** Deliveries of seqs in the collected range (first receipt only). */
   deliveries: number;
   /** Deliveries whose latency was recorded (publish ts at or after the measure start). */
@@ -69,8 +62,6 @@ export interface PublishResult {
   offeredPerS: number;
   /** Accepted (202) publishes scheduled in the measured window, per second of that window. */
   achievedPerS: number;
-  scheduled: number;
-  sent: number;
   accepted: number;
   skipped: number;
   failed: number;

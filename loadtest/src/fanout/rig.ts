@@ -32,8 +32,6 @@ export interface RigOptions {
   channel: string;
   subscribers: number;
   workers: number;
-  headers?: Record<string, string>;
-  rampRate?: number;
 }
 
 export interface StepOptions {
@@ -175,11 +173,8 @@ export class FanoutRig {
     }
     for (let i = 0; i < n; i++) this.workers.push(new IpcChild(WORKER, `subscriber worker ${i}`));
     this.publisher = new IpcChild(PUBLISHER, 'publisher');
-    const rampRate = Math.ceil((this.options.rampRate ?? 0) / n);
     const replies = await Promise.all(
-      this.workers.map((w, i) =>
-        w.request({ type: 'open', urls: urls[i]!, headers: this.options.headers ?? {}, rampRate }),
-      ),
+      this.workers.map((w, i) => w.request({ type: 'open', urls: urls[i]! })),
     );
     for (const r of replies) {
       if (r.type !== 'opened') continue;

@@ -6,12 +6,14 @@
 import type { FanoutRig, StepResult } from '../fanout/rig.ts';
 import { log as stderrLog } from '../output.ts';
 import type { Figures, Report } from '../report/report.ts';
+import { type Samples, scrapeMetrics } from '../server-metrics.ts';
 import { openRig, scrapeAll, stepFigures, stepOptions } from './fanout.ts';
 
 export interface CapacityOptions {
   bases: string[];
   subscribers: number;
-  workers: number;
+  /** Subscriber worker processes; default defaultWorkers(subscribers) (fanout.ts openRig). */
+  workers?: number;
   p99TargetMs: number;
   startRate: number;
   maxRate: number;
@@ -50,24 +52,31 @@ function unsustained(result: StepResult, p99TargetMs: number): string {
   return '';
 }
 
-/** One step at `rate`, judged against the target, with one log line. */
+/**
+ * One step at `rate`, judged against the target, with one log line. Steps run back to back, so
+ * the previous step's scrape of each target's /metrics (`previous`) is this step's before; a
+ * target it has none for (the first step, or a failed scrape) is scraped now. Returns the scrape
+ * after the step too, for the next one.
+ */
 async function tryRate(
   rig: FanoutRig,
   options: CapacityOptions,
   rate: number,
+  previous: (Samples | null)[],
   log: (line: string) => void,
-): Promise<Point> {
-  const before = await scrapeAll(options.bases);
+): Promise<{ point: Point; after: (Samples | null)[] }> {
+  const before = await Promise.all(previous.map((s, i) => s ?? scrapeMetrics(options.bases[i]!)));
   // forget: settle this step's seqs once counted; a lost event's hole then holds no later seqs.
   const result = await rig.step(stepOptions(options, rate, options.stepSeconds), true);
-  const figures = stepFigures(result, before, await scrapeAll(options.bases));
+  const after = await scrapeAll(options.bases);
+  const figures = stepFigures(result, before, after);
   const p99 = result.deliveryLatencyMs?.p99 ?? null;
   const why = unsustained(result, options.p99TargetMs);
   const point = { rate, result, figures, ok: why === '', why };
   log(
     `  ${rate}/s x ${rig.opened}: p99 ${p99 === null ? 'n/a' : `${p99.toFixed(1)} ms`}, achieved ${result.publish.achievedPerS.toFixed(1)}/s, ${point.ok ? 'sustained' : `NOT sustained (${why})`}`,
   );
-  return point;
+  return { point, after };
 }
 
 /**
@@ -174,8 +183,10 @@ export async function runCapacity(
   const rig = await openRig(options, channel);
   try {
     const points: Point[] = [];
+    let previous: (Samples | null)[] = options.bases.map(() => null);
     const { good, bad } = await searchCapacity(options, async (rate) => {
-      const point = await tryRate(rig, options, rate, log);
+      const { point, after } = await tryRate(rig, options, rate, previous, log);
+      previous = after;
       points.push(point);
       return point;
     });
@@ -190,7 +201,7 @@ export async function runCapacity(
         step_s: options.stepSeconds,
         warmup_s: options.warmup,
         publish_concurrency: options.connections,
-        workers: options.workers,
+        workers: rig.options.workers,
         channel,
       },
       figures: capacityFigures(rig.opened, points, good, bad, limited),

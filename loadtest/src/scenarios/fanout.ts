@@ -4,7 +4,13 @@
 // measure delivery latency and count each subscriber's events by sequence number (lost,
 // duplicated). The server's fan-out histogram, CPU and memory come from each target's /metrics.
 import { SingleBar } from 'cli-progress';
-import { FanoutRig, type StepOptions, type StepResult } from '../fanout/rig.ts';
+import {
+  defaultWorkers,
+  FanoutRig,
+  type RigOptions,
+  type StepOptions,
+  type StepResult,
+} from '../fanout/rig.ts';
 import { log } from '../output.ts';
 import type { Figures, Report } from '../report/report.ts';
 import {
@@ -22,7 +28,8 @@ export interface FanoutOptions {
   duration: number;
   warmup: number;
   connections: number;
-  workers: number;
+  /** Subscriber worker processes; default defaultWorkers(subscribers). */
+  workers?: number;
   channel: string;
   payloadBytes: number;
   drainMs: number;
@@ -162,17 +169,25 @@ export function stepOptions(settings: PublishSettings, rate: number, seconds: nu
   };
 }
 
+/** The rig's options: the subscribers on `channel`, over `workers` (default: defaultWorkers). */
+function rigOptions(
+  options: Pick<FanoutOptions, 'bases' | 'subscribers' | 'workers'>,
+  channel: string,
+): RigOptions {
+  return {
+    bases: options.bases,
+    channel,
+    subscribers: options.subscribers,
+    workers: options.workers ?? defaultWorkers(options.subscribers),
+  };
+}
+
 /** The subscribers on `channel`, spread over the worker processes, and the publisher. */
 export function openRig(
   options: Pick<FanoutOptions, 'bases' | 'subscribers' | 'workers'>,
   channel: string,
 ): Promise<FanoutRig> {
-  return FanoutRig.start({
-    bases: options.bases,
-    channel,
-    subscribers: options.subscribers,
-    workers: options.workers,
-  });
+  return FanoutRig.start(rigOptions(options, channel));
 }
 
 /** The measured step, with a progress bar (seconds published, deliveries so far) when enabled. */
@@ -193,16 +208,16 @@ async function publishStep(rig: FanoutRig, options: FanoutOptions): Promise<Step
   return r;
 }
 
-function fanoutParameters(options: FanoutOptions, channel: string): Report['parameters'] {
+function fanoutParameters(options: FanoutOptions, rig: RigOptions): Report['parameters'] {
   return {
     subscribers: options.subscribers,
     rate_per_s: options.rate,
     duration_s: options.duration,
     warmup_s: options.warmup,
     publish_concurrency: options.connections,
-    workers: options.workers,
+    workers: rig.workers,
     payload_pad_bytes: options.payloadBytes,
-    channel,
+    channel: rig.channel,
   };
 }
 
@@ -212,9 +227,10 @@ export async function runFanout(
   // A fresh channel per run: no history from earlier runs.
   const channel = `${options.channel}-${Date.now().toString(36)}`;
   const before = await scrapeAll(options.bases);
-  log(`opening ${options.subscribers} subscribers over ${options.workers} worker process(es)`);
+  const settings = rigOptions(options, channel);
+  log(`opening ${options.subscribers} subscribers over ${settings.workers} worker process(es)`);
   const openStarted = performance.now();
-  const rig = await openRig(options, channel);
+  const rig = await FanoutRig.start(settings);
   try {
     const openSeconds = (performance.now() - openStarted) / 1000;
     const idle = await scrapeAll(options.bases);
@@ -224,7 +240,7 @@ export async function runFanout(
     return {
       scenario: 'fanout',
       target: options.bases.join(' '),
-      parameters: fanoutParameters(options, channel),
+      parameters: fanoutParameters(options, settings),
       figures: {
         subscribers_open: rig.opened,
         subscribers_failed: rig.failed,

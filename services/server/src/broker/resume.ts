@@ -45,6 +45,10 @@ export function placeLastEventId(lastEventId: string, state: RecordState): Place
   if (id === null) return reset('malformed_id');
   const last = state.last ?? ZERO_ID;
   if (compareIds(id, last) > 0) return reset('unknown_id');
+  // `0-0` (the resumeAfter of a reset on an empty record) means "from the start": exact while
+  // nothing was ever removed, so a client that resumes from the reset's id gets no second reset.
+  if (id.ms === 0 && id.seq === 0 && state.maxDeleted === null)
+    return { after: ZERO_ID, reset: null };
   if (compareIds(id, floor) < 0) {
     const trimmed = state.maxDeleted !== null && compareIds(id, state.maxDeleted) < 0;
     return reset(trimmed ? 'history_exceeded' : 'unknown_id');

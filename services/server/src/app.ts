@@ -5,7 +5,7 @@ import type { Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import express from 'express';
 import type { Broker } from './broker/broker.ts';
-import { createBroker } from './broker/create-broker.ts';
+import { createBroker, PUBLISH_WAIT_MS } from './broker/create-broker.ts';
 import type { ServerConfig } from './config.ts';
 import { Cors } from './http/cors.ts';
 import { errorHandler, notFound } from './http/error-handler.ts';
@@ -73,15 +73,7 @@ function createCore(config: ServerConfig, deps: ServerDeps): Core {
     if (up) logger.info({ event: 'broker_up', broker: broker.type }, 'broker connected');
     else logger.warn({ event: 'broker_down', broker: broker.type }, 'broker unreachable');
   });
-  const hub = new Hub(
-    broker,
-    {
-      retryMs: config.retryMs,
-      channelIdleMs: Math.min(config.channels.historyTtlMs, 30_000),
-      publishWaitMs: 5000,
-    },
-    metrics,
-  );
+  const hub = new Hub(broker, { retryMs: config.retryMs, publishWaitMs: PUBLISH_WAIT_MS }, metrics);
   return { broker, metrics, registry, hub };
 }
 

@@ -8,70 +8,91 @@ const int = (min: number, max: number) => z.number().int().min(min).max(max);
 
 const tokenSchema = z.string().max(4096);
 
-export const serverConfigSchema = z.strictObject({
-  host: z.string().min(1).default('0.0.0.0'),
-  port: int(0, 65535).default(24856),
-  logLevel: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
-  heartbeatMs: int(10, 3_600_000).default(15000),
-  retryMs: int(0, 3_600_000).default(2000),
-  shutdownTimeoutMs: int(100, 600_000).default(5000),
-  shutdownRetryJitterMs: int(0, 3_600_000).default(5000),
-  trustProxy: z
-    .array(z.string().min(1))
-    .default([])
-    .superRefine((entries, ctx) => {
-      try {
-        checkTrustProxy(entries);
-      } catch (err) {
-        ctx.addIssue({ code: 'custom', message: (err as Error).message });
-      }
-    }),
-  cors: z
-    .strictObject({
-      allowedOrigins: z.array(z.string().min(1)).min(1).default(['*']),
-      allowCredentials: z.boolean().default(false),
-    })
-    .refine((c) => !(c.allowCredentials && c.allowedOrigins.includes('*')), {
-      message:
-        'allowCredentials needs a list of exact origins: browsers refuse credentials with "*"',
-      path: ['allowCredentials'],
-    })
-    .prefault({}),
-  channels: z
-    .strictObject({
-      historySize: int(0, 1_000_000).default(1000),
-      historyTtlMs: int(1000, 7 * 24 * 3_600_000).default(300_000),
-      maxBodyBytes: int(16, 16 * 1024 * 1024).default(65536),
-      maxBatchEvents: int(1, 100_000).default(1000),
-      historyMaxBytes: int(1024, 1024 * 1024 * 1024).default(1024 * 1024),
-    })
-    .prefault({}),
-  limits: z
-    .strictObject({
-      maxConnections: int(1, 10_000_000).default(20000),
-      maxConnectionsPerIp: int(0, 10_000_000).default(0),
-      maxBufferedBytes: int(1024, 1024 * 1024 * 1024).default(1024 * 1024),
-      maxChannels: int(1, 10_000_000).default(10_000),
-      // Open sockets of any kind; 0: maxConnections + 1024, capped below the open-file limit.
-      maxSockets: int(0, 10_000_000).default(0),
-      // A stream whose unsent bytes have not moved for this long is cut as a slow consumer.
-      stallTimeoutMs: int(100, 3_600_000).default(30_000),
-    })
-    .prefault({}),
-  broker: z
-    .strictObject({
-      type: z.enum(['memory', 'redis']).default('memory'),
-      url: z
-        .string()
-        .regex(/^rediss?:\/\/\S+$/, 'expected a redis:// or rediss:// URL')
-        .default('redis://127.0.0.1:6379'),
-      keyPrefix: z.string().max(64).default('sse:'),
-    })
-    .prefault({}),
-  publish: z.strictObject({ token: tokenSchema.default('') }).prefault({}),
-  subscribe: z.strictObject({ token: tokenSchema.default('') }).prefault({}),
-  metrics: z.strictObject({ port: int(0, 65535).default(0) }).prefault({}),
-});
+export const serverConfigSchema = z
+  .strictObject({
+    host: z.string().min(1).default('0.0.0.0'),
+    port: int(0, 65535).default(24856),
+    logLevel: z
+      .enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'])
+      .default('info'),
+    heartbeatMs: int(10, 3_600_000).default(15000),
+    retryMs: int(0, 3_600_000).default(2000),
+    shutdownTimeoutMs: int(100, 600_000).default(5000),
+    shutdownRetryJitterMs: int(0, 3_600_000).default(5000),
+    trustProxy: z
+      .array(z.string().min(1))
+      .default([])
+      .superRefine((entries, ctx) => {
+        try {
+          checkTrustProxy(entries);
+        } catch (err) {
+          ctx.addIssue({ code: 'custom', message: (err as Error).message });
+        }
+      }),
+    cors: z
+      .strictObject({
+        allowedOrigins: z.array(z.string().min(1)).min(1).default(['*']),
+        allowCredentials: z.boolean().default(false),
+      })
+      .refine((c) => !(c.allowCredentials && c.allowedOrigins.includes('*')), {
+        message:
+          'allowCredentials needs a list of exact origins: browsers refuse credentials with "*"',
+        path: ['allowCredentials'],
+      })
+      .prefault({}),
+    channels: z
+      .strictObject({
+        historySize: int(0, 1_000_000).default(1000),
+        historyTtlMs: int(1000, 7 * 24 * 3_600_000).default(300_000),
+        maxBodyBytes: int(16, 16 * 1024 * 1024).default(65536),
+        maxBatchEvents: int(1, 100_000).default(1000),
+        historyMaxBytes: int(1024, 1024 * 1024 * 1024).default(1024 * 1024),
+        idempotencyTtlMs: int(1000, 7 * 24 * 3_600_000).default(600_000),
+        idempotencyMaxKeys: int(1, 10_000_000).default(100_000),
+        idempotencyMaxBytes: int(1024, 1024 * 1024 * 1024).default(32 * 1024 * 1024),
+      })
+      .prefault({}),
+    limits: z
+      .strictObject({
+        maxConnections: int(1, 10_000_000).default(20000),
+        maxConnectionsPerIp: int(0, 10_000_000).default(0),
+        maxBufferedBytes: int(1024, 1024 * 1024 * 1024).default(1024 * 1024),
+        maxChannels: int(1, 10_000_000).default(10_000),
+        // Open sockets of any kind; 0: maxConnections + 1024, capped below the open-file limit.
+        maxSockets: int(0, 10_000_000).default(0),
+        // A stream whose unsent bytes have not moved for this long is cut as a slow consumer.
+        stallTimeoutMs: int(100, 3_600_000).default(30_000),
+      })
+      .prefault({}),
+    broker: z
+      .strictObject({
+        type: z.enum(['memory', 'redis']).default('memory'),
+        url: z
+          .string()
+          .regex(/^rediss?:\/\/\S+$/, 'expected a redis:// or rediss:// URL')
+          .default('redis://127.0.0.1:6379'),
+        keyPrefix: z.string().max(64).default('sse:'),
+        redis: z
+          .strictObject({
+            trimGraceMs: int(0, 24 * 3_600_000).default(60_000),
+            maxStreamLength: int(1, 100_000_000).default(100_000),
+          })
+          .prefault({}),
+      })
+      .prefault({}),
+    publish: z.strictObject({ token: tokenSchema.default('') }).prefault({}),
+    subscribe: z.strictObject({ token: tokenSchema.default('') }).prefault({}),
+    metrics: z.strictObject({ port: int(0, 65535).default(0) }).prefault({}),
+  })
+  .superRefine((c, ctx) => {
+    if (c.broker.redis.maxStreamLength < c.channels.historySize) {
+      ctx.addIssue({
+        code: 'custom',
+        path: ['broker', 'redis', 'maxStreamLength'],
+        message: `must be at least channels.historySize (${c.channels.historySize})`,
+      });
+    }
+  });
 
 export type ServerConfig = z.output<typeof serverConfigSchema>;
 
@@ -102,9 +123,14 @@ export const serverEnv: Record<string, EnvBinding> = {
   SSE_MAX_SOCKETS: { key: 'limits.maxSockets', kind: 'int' },
   SSE_STALL_TIMEOUT_MS: { key: 'limits.stallTimeoutMs', kind: 'int' },
   SSE_HISTORY_MAX_BYTES: { key: 'channels.historyMaxBytes', kind: 'int' },
+  SSE_IDEMPOTENCY_TTL_MS: { key: 'channels.idempotencyTtlMs', kind: 'int' },
+  SSE_IDEMPOTENCY_MAX_KEYS: { key: 'channels.idempotencyMaxKeys', kind: 'int' },
+  SSE_IDEMPOTENCY_MAX_BYTES: { key: 'channels.idempotencyMaxBytes', kind: 'int' },
   SSE_BROKER: { key: 'broker.type', kind: 'string' },
   REDIS_URL: { key: 'broker.url', kind: 'string' },
   SSE_REDIS_KEY_PREFIX: { key: 'broker.keyPrefix', kind: 'string' },
+  SSE_REDIS_TRIM_GRACE_MS: { key: 'broker.redis.trimGraceMs', kind: 'int' },
+  SSE_REDIS_MAX_STREAM_LENGTH: { key: 'broker.redis.maxStreamLength', kind: 'int' },
   SSE_PUBLISH_TOKEN: { key: 'publish.token', kind: 'string' },
   SSE_SUBSCRIBE_TOKEN: { key: 'subscribe.token', kind: 'string' },
   METRICS_PORT: { key: 'metrics.port', kind: 'int' },

@@ -2,6 +2,7 @@
 import { encodeEvent } from '../sse/encode.ts';
 import type { EventInput, FramedEvent } from './broker.ts';
 import { type EventId, formatEventId } from './event-id.ts';
+import type { ResetReason } from './resume.ts';
 
 export function frameEvent(input: EventInput, id: EventId): FramedEvent {
   const text = formatEventId(id);
@@ -10,5 +11,25 @@ export function frameEvent(input: EventInput, id: EventId): FramedEvent {
     seq: id.seq,
     id: text,
     payload: Buffer.from(encodeEvent(input.data, input.event, text)),
+  };
+}
+
+/**
+ * The explicit `reset` event: why the history cannot continue after `lastEventId`, and the id to
+ * resume after (`resumeAfter`, also the event's id, so a client that reconnects right after it
+ * resumes exactly there).
+ */
+export function frameReset(
+  reason: ResetReason,
+  lastEventId: string,
+  resumeAfter: EventId,
+): FramedEvent {
+  const after = formatEventId(resumeAfter);
+  const data = JSON.stringify({ reason, lastEventId, resumeAfter: after });
+  return {
+    ms: resumeAfter.ms,
+    seq: resumeAfter.seq,
+    id: after,
+    payload: Buffer.from(encodeEvent(data, 'reset', after)),
   };
 }

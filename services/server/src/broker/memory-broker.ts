@@ -4,13 +4,18 @@ import {
   type Broker,
   type BrokerListener,
   type BrokerStateListener,
+  type ChannelFaultListener,
   ChannelLimitError,
   type EventInput,
   type FramedEvent,
+  type IdempotencyRequest,
+  type PublishAnswer,
+  type PublishOutcome,
   type Replay,
 } from './broker.ts';
 import { type EventId, IdGenerator } from './event-id.ts';
 import { frameEvent } from './framed-event.ts';
+import { IdempotencyStore } from './idempotency-store.ts';
 import { MemoryHistory } from './memory-history.ts';
 import { placeLastEventId } from './resume.ts';
 
@@ -19,6 +24,7 @@ export interface MemoryBrokerOptions {
   historyMaxBytes: number;
   historyTtlMs: number;
   maxChannels: number;
+  idempotency: { ttlMs: number; maxKeys: number; maxBytes: number; leaseMs: number };
 }
 
 interface ChannelRecord {
@@ -33,11 +39,13 @@ export class MemoryBroker implements Broker {
   private readonly records = new Map<string, ChannelRecord>();
   private readonly ids: IdGenerator;
   private readonly options: MemoryBrokerOptions;
+  private readonly keys: IdempotencyStore;
   private sweepTimer: NodeJS.Timeout | null = null;
 
   constructor(options: MemoryBrokerOptions, now: () => number = Date.now) {
     this.options = options;
     this.ids = new IdGenerator(now);
+    this.keys = new IdempotencyStore(options.idempotency, now);
   }
 
   get channelCount(): number {
@@ -50,6 +58,10 @@ export class MemoryBroker implements Broker {
 
   onStateChange(_listener: BrokerStateListener): void {
     // Always up.
+  }
+
+  onChannelFault(_listener: ChannelFaultListener): void {
+    // Every channel is served.
   }
 
   start(): Promise<void> {
@@ -72,7 +84,13 @@ export class MemoryBroker implements Broker {
     return rec;
   }
 
-  publish(channel: string, events: readonly EventInput[]): Promise<FramedEvent[]> {
+  publish(
+    channel: string,
+    events: readonly EventInput[],
+    idempotency?: IdempotencyRequest,
+  ): Promise<PublishOutcome> {
+    const used = idempotency === undefined ? null : this.keys.check(channel, idempotency);
+    if (used !== null) return Promise.resolve(used);
     let rec: ChannelRecord;
     try {
       rec = this.record(channel);
@@ -85,8 +103,19 @@ export class MemoryBroker implements Broker {
       rec.history.push(framed);
       out[i] = framed;
     }
+    if (idempotency !== undefined) {
+      this.keys.add(
+        channel,
+        idempotency,
+        out.map((e) => e.id),
+      );
+    }
     this.listener?.(channel, out);
-    return Promise.resolve(out);
+    return Promise.resolve({ kind: 'published', ids: out });
+  }
+
+  settleIdempotent(channel: string, key: string, answer: PublishAnswer): void {
+    this.keys.settle(channel, key, answer);
   }
 
   replay(channel: string, lastEventId: string): Replay {
@@ -117,6 +146,7 @@ export class MemoryBroker implements Broker {
   /** Expires history older than historyTtlMs; forgets channels with no subscribers and no events. */
   sweep(now = Date.now()): void {
     const before = now - this.options.historyTtlMs;
+    this.keys.sweep();
     for (const [name, rec] of this.records) {
       rec.history.expire(before);
       if (!rec.joined && rec.history.size === 0) this.records.delete(name);

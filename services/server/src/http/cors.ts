@@ -4,7 +4,8 @@
 // config check).
 import type { IncomingHttpHeaders, OutgoingHttpHeaders } from 'node:http';
 
-const PREFLIGHT_HEADERS = 'Cache-Control, Last-Event-ID, Authorization, Content-Type';
+const PREFLIGHT_HEADERS =
+  'Cache-Control, Last-Event-ID, Authorization, Content-Type, Idempotency-Key';
 
 export class Cors {
   private readonly any: boolean;

@@ -1,11 +1,12 @@
 // POST /channels/:channel/events: validates a publish request and hands it to the hub.
 // Body: {"event"?: string, "data": <string | any JSON>} or an array of them (a batch, in order).
+import { createHash } from 'node:crypto';
 import express, { type NextFunction, type Request, type Response } from 'express';
-import type { EventInput } from '../broker/broker.ts';
+import type { EventInput, IdempotencyRequest } from '../broker/broker.ts';
 import type { ServerConfig } from '../config.ts';
 import { clientAddressOf } from '../http/client-address.ts';
 import type { Cors } from '../http/cors.ts';
-import { badRequest } from '../http/errors.ts';
+import { badRequest, HttpError } from '../http/errors.ts';
 import { verifyJsonDepth } from '../http/json-depth.ts';
 import { methodNotAllowed } from '../http/method-not-allowed.ts';
 import { PublishGuard } from '../http/publish-guard.ts';
@@ -56,6 +57,31 @@ export function parsePublishBody(body: unknown, maxBatch: number): EventInput[] 
   return body.map((item, i) => toInput(item, `body[${i}]`));
 }
 
+/** An Idempotency-Key (IETF httpapi draft): 1 to 128 visible ASCII characters. */
+const IDEMPOTENCY_KEY = /^[\x21-\x7e]{1,128}$/;
+
+/**
+ * The request's idempotency key with a fingerprint of its events (so that a repeat with another
+ * body is told apart from a retry), or null without the header; a malformed key is a 400.
+ * The fingerprint covers the events as parsed (event name and data string of each, in order),
+ * so the same events sent with other whitespace or key order count as the same body.
+ */
+export function idempotencyOf(
+  header: string | string[] | undefined,
+  events: readonly EventInput[],
+): IdempotencyRequest | null {
+  if (header === undefined) return null;
+  const key = Array.isArray(header) ? header.join(',') : header;
+  if (!IDEMPOTENCY_KEY.test(key)) {
+    throw badRequest('Idempotency-Key must be 1 to 128 visible ASCII characters (0x21-0x7E)', {
+      header: 'Idempotency-Key',
+    });
+  }
+  const hash = createHash('sha256');
+  for (const e of events) hash.update(JSON.stringify([e.event ?? null, e.data]));
+  return { key, fingerprint: hash.digest('base64url') };
+}
+
 /** Refuses (401/403/415) a publish request before its body is read (see http/publish-guard.ts). */
 function publishGuard(config: ServerConfig) {
   const guard = new PublishGuard(config.publish.token, config.cors.allowedOrigins);
@@ -75,8 +101,34 @@ function publishHandler(config: ServerConfig, hub: Hub) {
         req.headers['transfer-encoding'] === undefined &&
         Number(req.headers['content-length'] ?? 0) === 0;
       const events = parsePublishBody(empty ? undefined : req.body, config.channels.maxBatchEvents);
-      const result = await hub.publish(name, events);
-      res.status(202).json(result);
+      const idempotency = idempotencyOf(req.headers['idempotency-key'], events);
+      const result = await hub.publish(name, events, idempotency ?? undefined);
+      switch (result.kind) {
+        case 'published':
+          res.status(202).json(result.answer);
+          return;
+        case 'replayed':
+          res.set({
+            'Idempotent-Replayed': 'true',
+            'Access-Control-Expose-Headers': 'Idempotent-Replayed',
+          });
+          res.status(202).json(result.answer);
+          return;
+        case 'in_flight':
+          throw new HttpError(
+            409,
+            {
+              error: 'idempotency_key_in_flight',
+              message: 'a publish with this Idempotency-Key is still in flight; retry shortly',
+            },
+            { 'Retry-After': '1' },
+          );
+        case 'key_reused':
+          throw new HttpError(422, {
+            error: 'idempotency_key_reused',
+            message: 'this Idempotency-Key was used on this channel with another body',
+          });
+      }
     } catch (err) {
       next(unavailable(err) ?? err);
     }

@@ -6,6 +6,7 @@
 // Last-Event-ID (the notice carries no id). Other clients keep the 503/429 with Retry-After.
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { HttpError } from '../http/errors.ts';
+import { encodeNotice } from '../sse/encode.ts';
 import type { RefusalReason } from '../sse/registry.ts';
 
 export type NoticeEvent = 'overloaded' | 'shutdown' | 'unavailable';
@@ -59,6 +60,7 @@ export function refusalNotice(
 const NOTICE_OF_ERROR: Record<string, [NoticeEvent, string]> = {
   unavailable: ['shutdown', 'shutting_down'],
   broker_unavailable: ['unavailable', 'broker_unavailable'],
+  channel_unavailable: ['unavailable', 'channel_unavailable'],
   channel_limit: ['overloaded', 'channel_limit'],
 };
 
@@ -83,12 +85,8 @@ export function sendRefusalEvent(
   notice: RefusalNotice,
   cors: Record<string, string>,
 ): void {
-  const data = JSON.stringify({
-    error: notice.reason,
-    message: notice.message,
-    retryMs: notice.retryMs,
-  });
-  const body = `retry: ${notice.retryMs}\nevent: ${notice.event}\ndata: ${data}\n\n`;
+  const data = { error: notice.reason, message: notice.message, retryMs: notice.retryMs };
+  const body = encodeNotice(notice.event, data, notice.retryMs);
   res.writeHead(200, {
     ...cors,
     'Content-Type': 'text/event-stream',

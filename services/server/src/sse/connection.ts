@@ -46,9 +46,14 @@ export class SseConnection {
   closeReason: CloseReason = 'client';
   /** Date.now() of the last write, for the heartbeat. */
   lastWriteAt = Date.now();
-  /** Stall rule (see the registry): bytes handed to the kernel when last seen, and since when. */
+  /** Stall rule (see stalled()): the most bytes the client took so far, and since when not more. */
   sentMark = 0;
   stalledSince = 0;
+  /** The last kernel scan: bytes in the socket's send queue (-1: never scanned), and acked then. */
+  kernelQueued = -1;
+  ackedAtScan = 0;
+  /** The socket's inode, for the kernel scan (0: unknown). */
+  inode = 0;
 
   /** Who must forget this stream when it closes (the hub), and its channel membership. */
   owner: ConnectionOwner | null = null;
@@ -100,23 +105,45 @@ export class SseConnection {
     return false;
   }
 
+  /** Several payloads in one write (a replay page). False when the stream is gone or was cut. */
+  sendParts(parts: readonly Buffer[]): boolean {
+    if (this.ended) return false;
+    if (this.transport.sendParts(parts) <= this.maxBufferedBytes) return true;
+    this.destroy('slow_consumer');
+    return false;
+  }
+
   /**
-   * The stall rule: true when bytes have been waiting and none of them reached the kernel for
-   * `stallMs` (a client that stopped reading). Checked once per registry tick.
+   * The stall rule: true when bytes have been waiting (in the process, or in the kernel's send
+   * buffer as the last kernel scan saw it) and the client took none of them for `stallMs` (a
+   * client that stopped reading). Progress is the highest count of bytes the client is known to
+   * have taken: acknowledged by its TCP stack per the kernel scan, or, without one, handed to the
+   * kernel. Checked once per registry tick.
    */
   stalled(now: number, stallMs: number): boolean {
-    if (this.transport.pending() === 0) {
+    const pending = this.transport.pending();
+    if (pending === 0 && this.kernelQueued <= 0) {
       this.stalledSince = 0;
       return false;
     }
-    const socket = this.socket;
-    const sent = (socket.bytesWritten ?? 0) - socket.writableLength;
-    if (this.stalledSince === 0 || sent !== this.sentMark) {
-      this.sentMark = sent;
+    const progress = this.kernelQueued < 0 ? this.handedToKernel() : this.ackedAtScan;
+    if (this.stalledSince === 0 || progress > this.sentMark) {
+      this.sentMark = Math.max(this.sentMark, progress);
       this.stalledSince = now;
       return false;
     }
     return now - this.stalledSince >= stallMs;
+  }
+
+  /** Bytes of this stream the process handed to the kernel so far. */
+  handedToKernel(): number {
+    return (this.socket.bytesWritten ?? 0) - this.socket.writableLength;
+  }
+
+  /** A kernel scan's finding: `queued` bytes unacknowledged of the `handed` before it began. */
+  kernelScanned(handed: number, queued: number): void {
+    this.kernelQueued = queued;
+    this.ackedAtScan = handed - queued;
   }
 
   /** Ends the response cleanly (the chunked terminator), after an optional last payload. */

@@ -28,6 +28,14 @@ export function encodeRetry(ms: number): string {
   return `retry: ${Math.max(0, Math.floor(ms))}\n\n`;
 }
 
+/**
+ * A named notice with its reconnection delay in one block (`retry:`, `event:`, `data:` JSON, no
+ * id, so the client keeps its Last-Event-ID): the refusal an EventSource can live with.
+ */
+export function encodeNotice(event: string, data: unknown, retryMs: number): string {
+  return `retry: ${Math.max(0, Math.floor(retryMs))}\nevent: ${event}\ndata: ${JSON.stringify(data)}\n\n`;
+}
+
 /** A comment block, ignored by parsers; used as the heartbeat. */
 export const HEARTBEAT = Buffer.from(': ping\n\n');
 

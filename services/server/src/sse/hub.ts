@@ -1,28 +1,38 @@
 // The fan-out hub: channels, their subscribers and the write path
 //   publish -> broker (ids, record) -> listener -> coalesce per tick -> one chunk -> every subscriber.
-// The broker keeps each channel's record (history); the hub keeps only what fan-out needs.
+// The broker keeps each channel's record (history); the hub keeps only what fan-out needs. A
+// channel lives here while it has subscribers, pending events or publishes waiting for them.
 import type { OutgoingHttpHeaders } from 'node:http';
-import type { Broker, EventInput, FramedEvent, Replay } from '../broker/broker.ts';
-import { compareIds, type EventId, formatEventId, ZERO_ID } from '../broker/event-id.ts';
-import type { Placement } from '../broker/resume.ts';
+import type {
+  Broker,
+  EventInput,
+  FramedEvent,
+  IdempotencyRequest,
+  PublishAnswer,
+  Replay,
+} from '../broker/broker.ts';
+import { compareIds, type EventId, ZERO_ID } from '../broker/event-id.ts';
+import { frameReset } from '../broker/framed-event.ts';
 import type { ServerMetrics } from '../metrics.ts';
 import type { ConnectionOwner, SseConnection } from './connection.ts';
-import { encodeEvent, encodeRetry, frameChunk } from './encode.ts';
+import { encodeNotice, encodeRetry, frameChunk } from './encode.ts';
+import { nextPage, REPLAY_PAGE_BYTES, ReplayPump } from './replay-pump.ts';
 import { Subscription } from './subscription.ts';
 
 export interface HubOptions {
   retryMs: number;
-  /** A channel with no subscribers is forgotten (and left at the broker) after this long. */
-  channelIdleMs: number;
   /** Longest a publish waits for its events to reach this process's subscribers. */
   publishWaitMs: number;
 }
 
-export interface PublishResult {
-  ids: string[];
-  /** Local subscribers the events were written to. */
-  subscribers: number;
-}
+/**
+ * What a publish answers: the events' ids and the local subscribers they were written to; or,
+ * for an idempotency key already used on the channel, the first answer again, "still in flight",
+ * or "that key was used with another body".
+ */
+export type HubPublishResult =
+  | { readonly kind: 'published' | 'replayed'; readonly answer: PublishAnswer }
+  | { readonly kind: 'in_flight' | 'key_reused' };
 
 /** Publishing or subscribing is refused for now (shutting down): 503 with Retry-After. */
 export class DrainingError extends Error {
@@ -33,7 +43,7 @@ interface Waiter {
   last: EventId;
   ids: string[];
   startedAt: number; // performance.now()
-  resolve: (result: PublishResult) => void;
+  resolve: (answer: PublishAnswer) => void;
 }
 
 class Channel {
@@ -49,7 +59,6 @@ class Channel {
   flushedTo = 0;
   /** Set while the broker is joining the channel (Redis: finding the live start). */
   ready: Promise<void> | null = null;
-  idleSince = Date.now();
 
   constructor(name: string) {
     this.name = name;
@@ -65,6 +74,8 @@ class Channel {
 }
 
 const ROUTE = '/sse/channels/:channel';
+/** Retry-After of a channel the broker cannot serve, as the notice's reconnection delay. */
+const CHANNEL_FAULT_RETRY_MS = 5000;
 
 function isPromise<T>(value: T | Promise<T>): value is Promise<T> {
   return typeof (value as Promise<T> | null)?.then === 'function';
@@ -78,8 +89,15 @@ export class Hub implements ConnectionOwner {
   private readonly options: HubOptions;
   private readonly metrics: ServerMetrics;
   private readonly retryChunk: Buffer;
+  private readonly pump: ReplayPump;
   private sweepTimer: NodeJS.Timeout | null = null;
   private inflight = 0;
+  /**
+   * Idempotency keys (channel NUL key -> fingerprint) of this process's publishes under way: a
+   * repeat answers "in flight" (or "reused" with another body) at once, even while the broker
+   * cannot be asked; the broker's own record covers other replicas and later repeats.
+   */
+  private readonly keysInFlight = new Map<string, string>();
   /** Set at shutdown: publishes are refused, accepted ones are still delivered. */
   draining = false;
 
@@ -88,7 +106,14 @@ export class Hub implements ConnectionOwner {
     this.options = options;
     this.metrics = metrics;
     this.retryChunk = Buffer.from(encodeRetry(options.retryMs));
+    this.pump = new ReplayPump({
+      written: (events, bytes) => this.countReplayed(events, bytes),
+      done: (sub) => this.caughtUp(sub),
+    });
     broker.setListener((channel, events) => this.receive(channel, events));
+    broker.onChannelFault((channel, fault) => {
+      if (fault !== null) this.closeChannel(channel, fault);
+    });
     this.sweepTimer = setInterval(sweepTick, 1000, this);
     this.sweepTimer.unref();
   }
@@ -109,9 +134,11 @@ export class Hub implements ConnectionOwner {
         (position) => {
           created.position = created.flushed = position;
           created.ready = null;
+          this.release(created); // its subscribers may all have gone while it joined
         },
         (err: unknown) => {
-          if (this.channels.get(name) === created) this.channels.delete(name);
+          created.ready = null;
+          this.release(created);
           throw err;
         },
       );
@@ -121,6 +148,14 @@ export class Hub implements ConnectionOwner {
     }
     this.channels.set(name, created);
     return created;
+  }
+
+  /** Forgets a channel nothing uses any more, at once (it holds no slot of limits.maxChannels). */
+  private release(ch: Channel): void {
+    if (!ch.unused || ch.ready !== null || this.channels.get(ch.name) !== ch) return;
+    this.channels.delete(ch.name);
+    this.dirty.delete(ch);
+    this.broker.leave(ch.name);
   }
 
   /**
@@ -147,11 +182,11 @@ export class Hub implements ConnectionOwner {
     // After the channel's join, if that is still under way (Redis).
     const replay = ch.ready === null ? replayFor() : ch.ready.then(replayFor);
     if (!isPromise(replay)) {
-      this.open(ch, sub, replay, headers);
+      this.open(sub, replay, headers);
       return;
     }
     return replay.then(
-      (r) => this.open(ch, sub, r, headers),
+      (r) => this.open(sub, r, headers),
       (err: unknown) => this.abandon(sub, err),
     );
   }
@@ -162,97 +197,173 @@ export class Hub implements ConnectionOwner {
     throw err;
   }
 
-  /** Writes headers, retry, reset, replay and queued live events in one write. */
-  private open(
-    ch: Channel,
-    sub: Subscription,
-    replay: Replay | null,
-    headers: OutgoingHttpHeaders,
-  ) {
+  /**
+   * Writes headers, retry, the reset and the first page of the replay in one write. A longer
+   * replay goes on page by page as the socket drains (the replay pump); the live events that
+   * arrive meanwhile wait in the subscription's queue.
+   */
+  private open(sub: Subscription, replay: Replay | null, headers: OutgoingHttpHeaders) {
     const conn = sub.conn;
     if (conn.ended || sub.slot < 0) return;
     const parts: Buffer[] = [this.retryChunk];
-    let deliveries = 0;
+    let events: readonly FramedEvent[] = [];
     if (replay !== null) {
-      const { placement, events } = replay;
+      const { placement } = replay;
       sub.cursor = placement.after;
       if (placement.reset !== null) {
-        parts.push(resetPayload(placement));
-        deliveries++;
+        const { reason, lastEventId } = placement.reset;
+        parts.push(frameReset(reason, lastEventId, placement.after).payload);
       }
-      for (const e of events) parts.push(e.payload);
-      if (events.length > 0) {
-        sub.cursor = events[events.length - 1]!;
-        this.metrics.replayedEvents.inc(events.length);
-        deliveries += events.length;
-      }
+      events = replay.events;
     }
-    for (const e of sub.queue) {
-      if (sub.cursor !== null && compareIds(e, sub.cursor) <= 0) continue;
-      parts.push(e.payload);
-      sub.cursor = e;
-      deliveries++;
-    }
-    sub.queue = [];
-    sub.queuedBytes = 0;
+    const first = nextPage(events, 0, Math.min(REPLAY_PAGE_BYTES, conn.maxBufferedBytes));
+    for (const p of first.parts) parts.push(p);
+    if (first.next > 0) sub.cursor = events[first.next - 1]!;
     conn.open(headers, parts);
     let bytes = 0;
     for (const p of parts) bytes += p.length;
     this.metrics.bytesSent.inc(bytes);
-    if (deliveries > 0) this.metrics.eventsSent[ROUTE].inc(deliveries);
-    if (ch.pending.length === 0) this.goLiveIfCaughtUp(ch, sub);
+    const resets = parts.length - 1 - first.parts.length;
+    if (resets > 0) this.metrics.eventsSent[ROUTE].inc(resets);
+    if (first.next > 0) {
+      this.metrics.replayedEvents.inc(first.next);
+      this.metrics.eventsSent[ROUTE].inc(first.next);
+    }
+    if (first.next < events.length) {
+      sub.backlog = events;
+      sub.backlogNext = first.next;
+      this.pump.add(sub);
+      return;
+    }
+    this.caughtUp(sub);
+  }
+
+  /** The replay is written: the live events queued meanwhile follow, then the shared chunk. */
+  private caughtUp(sub: Subscription): void {
+    if (sub.conn.ended || sub.slot < 0) return;
+    const ch = this.channels.get(sub.channel);
+    const written = sub.writeQueue(Date.now());
+    if (written.length > 0) this.countSent(written.length, payloadBytes(written));
+    if (ch !== undefined && ch.pending.length === 0) this.goLiveIfCaughtUp(ch, sub);
+  }
+
+  private countReplayed(events: number, bytes: number): void {
+    this.metrics.replayedEvents.inc(events);
+    this.countSent(events, bytes);
+  }
+
+  private countSent(events: number, bytes: number): void {
+    this.metrics.eventsSent[ROUTE].inc(events);
+    this.metrics.bytesSent.inc(bytes);
   }
 
   /** Moves a joined subscriber to the shared chunk once nothing newer than it can be missed. */
   private goLiveIfCaughtUp(ch: Channel, sub: Subscription): void {
-    if (sub.cursor !== null && compareIds(sub.cursor, ch.position) > 0) return;
+    if (sub.state === 'live' || !sub.caughtUp(ch.position)) return;
     removeAt(ch.joining, sub);
     sub.state = 'live';
     sub.slot = ch.live.length;
     ch.live.push(sub);
   }
 
-  /** Forgets a closed subscriber (O(1): swap with the last). */
+  /** Forgets a closed subscriber (O(1): swap with the last); an unused channel goes at once. */
   detach(conn: SseConnection): void {
     const sub = conn.subscription;
     if (sub === null || sub.slot < 0) return;
     const ch = this.channels.get(sub.channel);
-    if (ch !== undefined) {
-      removeAt(sub.state === 'live' ? ch.live : ch.joining, sub);
-      if (ch.subscriberCount === 0) ch.idleSince = Date.now();
-    }
-    sub.slot = -1;
-    sub.queue = [];
+    if (ch !== undefined) removeAt(sub.state === 'live' ? ch.live : ch.joining, sub);
+    sub.drop();
     conn.subscription = null;
+    if (ch !== undefined) this.release(ch);
+  }
+
+  /**
+   * The broker cannot serve the channel (its Redis key holds another type): every subscriber
+   * gets the `unavailable` notice with a retry and its stream ends; the channel is forgotten.
+   */
+  private closeChannel(name: string, why: string): void {
+    const ch = this.channels.get(name);
+    if (ch === undefined) return;
+    const notice = Buffer.from(
+      encodeNotice(
+        'unavailable',
+        {
+          error: 'channel_unavailable',
+          message: `channel ${name} is unavailable: ${why}`,
+          retryMs: CHANNEL_FAULT_RETRY_MS,
+        },
+        CHANNEL_FAULT_RETRY_MS,
+      ),
+    );
+    for (const sub of [...ch.live, ...ch.joining]) {
+      if (sub.conn.opened) sub.conn.end(notice, 'error');
+      else sub.conn.destroy('error');
+    }
   }
 
   /**
    * Publishes events; resolves once they are in the broker's record and their bytes were handed
-   * to every local subscriber (or after publishWaitMs, should live delivery lag that long).
+   * to every local subscriber (or after publishWaitMs, should live delivery lag that long). With
+   * an idempotency key already used on the channel, nothing is published (see HubPublishResult).
    */
-  async publish(name: string, events: readonly EventInput[]): Promise<PublishResult> {
+  async publish(
+    name: string,
+    events: readonly EventInput[],
+    idempotency?: IdempotencyRequest,
+  ): Promise<HubPublishResult> {
     if (this.draining) throw new DrainingError('the server is shutting down');
+    const local = idempotency === undefined ? null : `${name}\0${idempotency.key}`;
+    if (local !== null) {
+      const fingerprint = this.keysInFlight.get(local);
+      if (fingerprint !== undefined) {
+        return { kind: fingerprint === idempotency!.fingerprint ? 'in_flight' : 'key_reused' };
+      }
+      this.keysInFlight.set(local, idempotency!.fingerprint);
+    }
     this.inflight++;
     try {
       const startedAt = performance.now();
-      const published = await this.broker.publish(name, events);
+      const outcome = await this.broker.publish(name, events, idempotency);
+      if (outcome.kind !== 'published') {
+        return outcome.kind === 'replayed' ? { kind: 'replayed', answer: outcome.answer } : outcome;
+      }
+      const published = outcome.ids;
       this.metrics.brokerPublishDuration.observe((performance.now() - startedAt) / 1000);
       this.metrics.eventsPublished.inc(published.length);
-      const ids = published.map((e) => e.id);
-      const ch = this.channels.get(name);
-      const last = published[published.length - 1]!;
-      // Already handed out (to flushedTo subscribers), or nobody here to hand it to: answer now.
-      const handedOut = ch !== undefined && compareIds(ch.flushed, last) >= 0;
-      if (handedOut || ch === undefined || ch.subscriberCount === 0) {
-        this.metrics.fanoutDuration.observe((performance.now() - startedAt) / 1000);
-        return { ids, subscribers: handedOut ? ch.flushedTo : 0 };
-      }
-      return await new Promise<PublishResult>((resolve) => {
-        ch.waiters.push({ last, ids, startedAt, resolve });
-      });
+      const answer = await this.delivered(name, published, startedAt);
+      if (idempotency !== undefined) this.broker.settleIdempotent(name, idempotency.key, answer);
+      return { kind: 'published', answer };
     } finally {
       this.inflight--;
+      if (local !== null) this.keysInFlight.delete(local);
     }
+  }
+
+  /** Resolves once the channel's flushes have handed out the last of `published` (own ids). */
+  private delivered(
+    name: string,
+    published: readonly (EventId & { id: string })[],
+    startedAt: number,
+  ): Promise<PublishAnswer> | PublishAnswer {
+    const ids = published.map((e) => e.id);
+    const ch = this.channels.get(name);
+    if (ch?.ready) {
+      // Joining: its live position (every later event comes through a flush) is not known yet.
+      return ch.ready.then(
+        () => this.delivered(name, published, startedAt),
+        () => ({ ids, subscribers: 0 }),
+      );
+    }
+    const last = published[published.length - 1]!;
+    // Already handed out (to flushedTo subscribers), or nobody here to hand it to: answer now.
+    const handedOut = ch !== undefined && compareIds(ch.flushed, last) >= 0;
+    if (handedOut || ch === undefined || ch.subscriberCount === 0) {
+      this.metrics.fanoutDuration.observe((performance.now() - startedAt) / 1000);
+      return { ids, subscribers: handedOut ? ch.flushedTo : 0 };
+    }
+    return new Promise<PublishAnswer>((resolve) => {
+      ch.waiters.push({ last, ids, startedAt, resolve });
+    });
   }
 
   /** Broker delivery: queue the events for this tick's flush (ignored for unknown channels). */
@@ -293,55 +404,23 @@ export class Hub implements ConnectionOwner {
       let events = delivered * pending.length;
       let bytes = delivered * payload.length;
       if (ch.joining.length > 0) {
-        const [e, b, d] = this.flushJoining(ch, pending, now);
-        events += e;
-        bytes += b;
-        delivered += d;
+        for (const sub of [...ch.joining]) {
+          const written = sub.offer(pending, now);
+          if (written.length > 0) {
+            events += written.length;
+            bytes += payloadBytes(written);
+            delivered++;
+          }
+          this.goLiveIfCaughtUp(ch, sub);
+        }
       }
       ch.flushed = pending[pending.length - 1]!;
       ch.flushedTo = delivered;
-      if (events > 0) {
-        this.metrics.eventsSent[ROUTE].inc(events);
-        this.metrics.bytesSent.inc(bytes);
-      }
+      if (events > 0) this.countSent(events, bytes);
       if (ch.waiters.length > 0) this.settle(ch);
+      this.release(ch);
     }
     this.dirty.clear();
-  }
-
-  /**
-   * Joining subscribers take only the pending events after their cursor: queued until their
-   * stream opens, written once it has. Returns [events, bytes, subscribers written to].
-   */
-  private flushJoining(ch: Channel, pending: FramedEvent[], now: number): [number, number, number] {
-    let events = 0;
-    let bytes = 0;
-    let written = 0;
-    for (const sub of [...ch.joining]) {
-      const conn = sub.conn;
-      const fresh =
-        sub.cursor === null ? pending : pending.filter((e) => compareIds(e, sub.cursor!) > 0);
-      if (!conn.opened) {
-        for (const e of fresh) {
-          sub.queue.push(e);
-          sub.queuedBytes += e.payload.length;
-        }
-        if (sub.queuedBytes > conn.maxBufferedBytes) conn.destroy('slow_consumer');
-        continue;
-      }
-      if (fresh.length > 0) {
-        const payload =
-          fresh.length === 1 ? fresh[0]!.payload : Buffer.concat(fresh.map((e) => e.payload));
-        if (!conn.send(payload)) continue;
-        conn.lastWriteAt = now;
-        sub.cursor = fresh[fresh.length - 1]!;
-        events += fresh.length;
-        bytes += payload.length;
-        written++;
-      }
-      this.goLiveIfCaughtUp(ch, sub);
-    }
-    return [events, bytes, written];
   }
 
   private settle(ch: Channel): void {
@@ -358,22 +437,18 @@ export class Hub implements ConnectionOwner {
     ch.waiters = keep;
   }
 
-  /** Forgets idle channels; answers publishes whose live delivery lags past publishWaitMs. */
-  sweep(now = Date.now()): void {
+  /** Answers publishes whose live delivery lags past publishWaitMs. */
+  sweep(): void {
     const late = performance.now() - this.options.publishWaitMs;
-    for (const [name, ch] of this.channels) {
-      if (ch.waiters.length > 0 && ch.waiters[0]!.startedAt < late) {
-        const keep: Waiter[] = [];
-        for (const w of ch.waiters) {
-          if (w.startedAt < late) w.resolve({ ids: w.ids, subscribers: 0 });
-          else keep.push(w);
-        }
-        ch.waiters = keep;
+    for (const ch of this.channels.values()) {
+      if (ch.waiters.length === 0 || ch.waiters[0]!.startedAt >= late) continue;
+      const keep: Waiter[] = [];
+      for (const w of ch.waiters) {
+        if (w.startedAt < late) w.resolve({ ids: w.ids, subscribers: 0 });
+        else keep.push(w);
       }
-      if (ch.unused && ch.ready === null && now - ch.idleSince >= this.options.channelIdleMs) {
-        this.channels.delete(name);
-        this.broker.leave(name);
-      }
+      ch.waiters = keep;
+      this.release(ch);
     }
   }
 
@@ -395,15 +470,10 @@ export class Hub implements ConnectionOwner {
   }
 }
 
-/** The explicit `reset` event: why the history cannot continue the client's id, where it resumes. */
-function resetPayload(placement: Placement): Buffer {
-  const resumeAfter = formatEventId(placement.after);
-  const data = JSON.stringify({
-    reason: placement.reset!.reason,
-    lastEventId: placement.reset!.lastEventId,
-    resumeAfter,
-  });
-  return Buffer.from(encodeEvent(data, 'reset', resumeAfter));
+function payloadBytes(events: readonly FramedEvent[]): number {
+  let bytes = 0;
+  for (const e of events) bytes += e.payload.length;
+  return bytes;
 }
 
 function removeAt(list: Subscription[], sub: Subscription): void {

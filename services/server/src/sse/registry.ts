@@ -5,6 +5,7 @@ import type { Logger } from 'pino';
 import type { RejectReason, ServerMetrics } from '../metrics.ts';
 import type { SseConnection, StreamRoute } from './connection.ts';
 import { encodeRetry, frameChunk, HEARTBEAT } from './encode.ts';
+import { kernelQueuesAvailable, readSendQueues, socketInode } from './kernel-queues.ts';
 
 export interface RegistryOptions {
   maxConnections: number;
@@ -40,6 +41,11 @@ export class ConnectionRegistry {
   private readonly metrics: ServerMetrics;
   private readonly logger: Logger;
   private heartbeatTimer: NodeJS.Timeout | null = null;
+  /** Kernel send-queue scans (Linux): how often, when the last began, whether one is under way. */
+  private readonly kernelScanMs: number;
+  private readonly kernelScans = kernelQueuesAvailable();
+  private lastKernelScan = 0;
+  private scanning = false;
   /** Set at shutdown: new streams are refused. */
   draining = false;
 
@@ -47,6 +53,7 @@ export class ConnectionRegistry {
     this.options = options;
     this.logger = logger;
     this.metrics = metrics;
+    this.kernelScanMs = Math.max(250, Math.min(2000, Math.floor(options.stallTimeoutMs / 4)));
   }
 
   get size(): number {
@@ -75,6 +82,7 @@ export class ConnectionRegistry {
     res[kConnection] = conn;
     res[kRegistry] = this;
     conn.res.once('close', onResponseClose);
+    if (this.kernelScans) conn.inode = socketInode(conn.socket);
     this.metrics.opened[conn.route].inc();
     if (!this.heartbeatTimer) this.startHeartbeat();
   }
@@ -118,6 +126,10 @@ export class ConnectionRegistry {
    * stream that stalled (see SseConnection.stalled) as a slow consumer.
    */
   heartbeat(now = Date.now()): void {
+    if (this.kernelScans && !this.scanning && now - this.lastKernelScan >= this.kernelScanMs) {
+      this.lastKernelScan = now;
+      void this.scanKernelQueues();
+    }
     const idleSince = now - this.options.heartbeatMs;
     const stallMs = this.options.stallTimeoutMs;
     let sent = 0;
@@ -135,6 +147,29 @@ export class ConnectionRegistry {
     if (sent > 0) {
       this.metrics.heartbeatsSent.inc(sent);
       this.metrics.bytesSent.inc(sent * HEARTBEAT.length);
+    }
+  }
+
+  /**
+   * Reads what the kernel holds of every stream (see kernel-queues.ts) for the stall rule. The
+   * bytes each stream had handed to the kernel are taken before the read, so bytes written while
+   * it runs can only make a stream look slower, never make a stalled one look alive.
+   */
+  private async scanKernelQueues(): Promise<void> {
+    this.scanning = true;
+    const handed = new Map<SseConnection, number>();
+    for (const conn of this.connections) {
+      if (conn.inode > 0 && !conn.ended) handed.set(conn, conn.handedToKernel());
+    }
+    try {
+      const queues = await readSendQueues();
+      for (const [conn, before] of handed) {
+        if (!conn.ended) conn.kernelScanned(before, queues.get(conn.inode) ?? 0);
+      }
+    } catch (err) {
+      this.logger.warn({ event: 'kernel_scan_failed', err }, 'reading socket send queues failed');
+    } finally {
+      this.scanning = false;
     }
   }
 

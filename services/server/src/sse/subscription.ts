@@ -1,8 +1,10 @@
-// A subscriber of a channel: where it sits in the channel, and its side of the history/live seam.
-// While joining it owns a small queue of live events that arrived before its replay was written;
-// once it has written everything up to the channel's live position it takes the shared chunk.
+// A subscriber of a channel: where it sits in the channel, and its side of the history/live seam
+// (as Mercure's LocalSubscriber owns its history and live queue). It is opened with its replay;
+// while the stream is not open, or its replay is still being written as the socket drains, live
+// events wait in its queue; once everything up to the channel's live position is written it
+// takes the shared chunk of every flush ('live').
 import type { FramedEvent } from '../broker/broker.ts';
-import type { EventId } from '../broker/event-id.ts';
+import { compareIds, type EventId } from '../broker/event-id.ts';
 import type { SseConnection } from './connection.ts';
 
 export class Subscription {
@@ -15,12 +17,78 @@ export class Subscription {
   slot = -1;
   /** The newest id written to this subscriber (null: none yet, takes every live event). */
   cursor: EventId | null = null;
-  /** Live events received before the stream opened (async replay), oldest first. */
+  /** Live events that arrived before the stream could take them, oldest first. */
   queue: FramedEvent[] = [];
   queuedBytes = 0;
+  /** Replay events not written yet (a long replay goes out page by page), and the next one. */
+  backlog: readonly FramedEvent[] | null = null;
+  backlogNext = 0;
+  /** Puts the subscription back in the replay pump when its socket drains (pumped ones only). */
+  onDrain: (() => void) | null = null;
 
   constructor(conn: SseConnection, channel: string) {
     this.conn = conn;
     this.channel = channel;
+  }
+
+  /** The stream is open and its replay written: live events can be written at once. */
+  get writable(): boolean {
+    return this.conn.opened && this.backlog === null;
+  }
+
+  /**
+   * Offers a flush's events while joining: those after the cursor are written when the stream
+   * can take them, queued otherwise (a queue past the buffer bound cuts the subscriber). Returns
+   * the events written.
+   */
+  offer(pending: readonly FramedEvent[], now: number): FramedEvent[] {
+    const cursor = this.cursor;
+    const fresh = cursor === null ? pending : pending.filter((e) => compareIds(e, cursor) > 0);
+    if (fresh.length === 0) return fresh as FramedEvent[];
+    if (!this.writable) {
+      for (const e of fresh) {
+        this.queue.push(e);
+        this.queuedBytes += e.payload.length;
+      }
+      if (this.queuedBytes > this.conn.maxBufferedBytes) this.conn.destroy('slow_consumer');
+      return [];
+    }
+    return this.write(fresh, now) ? (fresh as FramedEvent[]) : [];
+  }
+
+  /** Writes the queued events after the cursor (once the replay is out). Returns them. */
+  writeQueue(now: number): FramedEvent[] {
+    const cursor = this.cursor;
+    const fresh =
+      cursor === null ? this.queue : this.queue.filter((e) => compareIds(e, cursor) > 0);
+    this.queue = [];
+    this.queuedBytes = 0;
+    if (fresh.length === 0) return fresh;
+    return this.write(fresh, now) ? fresh : [];
+  }
+
+  private write(events: readonly FramedEvent[], now: number): boolean {
+    const ok =
+      events.length === 1
+        ? this.conn.send(events[0]!.payload)
+        : this.conn.sendParts(events.map((e) => e.payload));
+    if (!ok) return false;
+    this.conn.lastWriteAt = now;
+    this.cursor = events[events.length - 1]!;
+    return true;
+  }
+
+  /** True when nothing newer than the channel's live position can still reach it by the seam. */
+  caughtUp(position: EventId): boolean {
+    return this.writable && (this.cursor === null || compareIds(this.cursor, position) <= 0);
+  }
+
+  /** Forgets everything it holds (the stream closed). */
+  drop(): void {
+    this.slot = -1;
+    this.queue = [];
+    this.queuedBytes = 0;
+    this.backlog = null;
+    this.onDrain = null;
   }
 }

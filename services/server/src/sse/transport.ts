@@ -16,6 +16,8 @@ export interface StreamTransport {
    * already built it (the hub's fan-out). Returns the bytes now waiting to be sent.
    */
   sendChunk(payload: Buffer, framed?: Buffer): number;
+  /** Several payloads as one chunk, written without copying them. Returns the bytes waiting. */
+  sendParts(parts: readonly Buffer[]): number;
   /** Ends the response (the chunked terminator); closes the socket after it when asked to. */
   end(closeSocket: boolean): void;
   /** Bytes written but not yet handed to the kernel. */
@@ -39,21 +41,33 @@ export class ChunkedSocketTransport extends ResponseBound implements StreamTrans
   sendHead(headers: OutgoingHttpHeaders, parts: readonly Buffer[]): void {
     const { res, socket } = this;
     res.writeHead(200, headers);
-    let total = 0;
-    for (const p of parts) total += p.length;
     socket.cork();
     res.flushHeaders();
-    if (total > 0) {
-      socket.write(`${total.toString(16)}\r\n`, 'latin1');
-      for (const p of parts) socket.write(p);
-      socket.write('\r\n', 'latin1');
-    }
+    this.writeParts(parts);
     socket.uncork();
   }
 
   sendChunk(payload: Buffer, framed?: Buffer): number {
     this.socket.write(framed ?? frameChunk(payload));
     return this.socket.writableLength;
+  }
+
+  sendParts(parts: readonly Buffer[]): number {
+    this.socket.cork();
+    this.writeParts(parts);
+    this.socket.uncork();
+    return this.socket.writableLength;
+  }
+
+  /** One chunk made of `parts` (nothing for none), on a corked socket. */
+  private writeParts(parts: readonly Buffer[]): void {
+    const socket = this.socket;
+    let total = 0;
+    for (const p of parts) total += p.length;
+    if (total === 0) return;
+    socket.write(`${total.toString(16)}\r\n`, 'latin1');
+    for (const p of parts) socket.write(p);
+    socket.write('\r\n', 'latin1');
   }
 
   end(closeSocket: boolean): void {
@@ -79,7 +93,12 @@ export class ResponseTransport extends ResponseBound implements StreamTransport 
 
   sendChunk(payload: Buffer): number {
     this.res.write(payload);
-    return this.res.writableLength + this.socket.writableLength;
+    return this.pending();
+  }
+
+  sendParts(parts: readonly Buffer[]): number {
+    for (const p of parts) this.res.write(p);
+    return this.pending();
   }
 
   end(closeSocket: boolean): void {

@@ -1,0 +1,73 @@
+// Whether Redis answers, not only whether its sockets are open: a paused or wedged Redis keeps
+// its TCP connections up while every command waits. Every PROBE_EVERY_MS the command connection
+// sends PING (one at a time); a PING unanswered for UNRESPONSIVE_MS, or a reader XREAD outstanding
+// for longer than its BLOCK time plus that, makes the broker down (readiness 503, sse_broker_up
+// 0) until the next PING answers. A reader stuck far longer (a connection silently gone) is made to
+// reconnect; it resumes from its cursors.
+import type { Redis } from 'ioredis';
+import { BLOCK_MS, type RedisReader } from './redis-reader.ts';
+
+const PROBE_EVERY_MS = 500;
+const UNRESPONSIVE_MS = 1500;
+const READER_RESET_MS = BLOCK_MS + 5000;
+
+export class RedisHealth {
+  private readonly cmd: Redis;
+  private readonly reader: RedisReader;
+  private readonly onChange: () => void;
+  private timer: NodeJS.Timeout | null = null;
+  /** Date.now() when the PING under way was sent; 0 when none is. */
+  private probeSentAt = 0;
+  private responsive = true;
+
+  constructor(cmd: Redis, reader: RedisReader, onChange: () => void) {
+    this.cmd = cmd;
+    this.reader = reader;
+    this.onChange = onChange;
+  }
+
+  /** Redis answered its last PING in time and the reader is not stuck. */
+  get ok(): boolean {
+    const busy = this.reader.busySince;
+    return this.responsive && !(busy > 0 && Date.now() - busy > BLOCK_MS + UNRESPONSIVE_MS);
+  }
+
+  start(): void {
+    this.timer ??= setInterval(healthTick, PROBE_EVERY_MS, this);
+    this.timer.unref();
+  }
+
+  stop(): void {
+    if (this.timer !== null) clearInterval(this.timer);
+    this.timer = null;
+  }
+
+  tick(now = Date.now()): void {
+    if (this.cmd.status !== 'ready') {
+      this.probeSentAt = 0;
+    } else if (this.probeSentAt === 0) {
+      this.probeSentAt = now;
+      this.cmd.ping().then(
+        () => this.answered(true),
+        () => this.answered(false),
+      );
+    } else if (now - this.probeSentAt > UNRESPONSIVE_MS) {
+      this.responsive = false;
+    }
+    const busy = this.reader.busySince;
+    if (busy > 0 && now - busy > READER_RESET_MS && this.reader.conn.status === 'ready') {
+      this.reader.conn.disconnect(true);
+    }
+    this.onChange();
+  }
+
+  private answered(ok: boolean): void {
+    this.probeSentAt = 0;
+    this.responsive = ok;
+    this.onChange();
+  }
+}
+
+function healthTick(health: RedisHealth): void {
+  health.tick();
+}

@@ -56,3 +56,26 @@ export const statusOf = (raw: string) => Number(/^HTTP\/1\.[01] (\d{3})/.exec(ra
 export function jsonBodyOf(raw: string): Record<string, unknown> {
   return JSON.parse(raw.slice(raw.indexOf('\r\n\r\n') + 4)) as Record<string, unknown>;
 }
+
+/**
+ * A client that sends `request` and never reads: paused before it connects, so not a byte of the
+ * answer leaves the kernel's receive buffer (the server's writes stay in kernel buffers until they
+ * are full). Resolves once the request was handed to the kernel. `closed` resolves when the socket
+ * closes, which a never-reading socket only notices once it reads again (resume()).
+ */
+export function connectNeverReading(
+  port: number,
+  request: string,
+): Promise<{ socket: net.Socket; closed: Promise<void> }> {
+  return new Promise((resolve, reject) => {
+    const socket = net.connect(port, '127.0.0.1');
+    socket.pause();
+    const closed = new Promise<void>((r) => socket.once('close', () => r()));
+    socket.once('connect', () => {
+      socket.off('error', reject);
+      socket.on('error', () => {});
+      socket.write(request, () => resolve({ socket, closed }));
+    });
+    socket.once('error', reject);
+  });
+}

@@ -17,6 +17,13 @@ export interface TestRedis {
   kill(signal?: NodeJS.Signals): Promise<void>;
   /** Starts it again on the same port with the same data. */
   restart(): Promise<void>;
+  /**
+   * SIGSTOP: a hung Redis. The process and its connections stay open, nothing is answered (no
+   * error, no close) until resume().
+   */
+  pause(): void;
+  /** SIGCONT after pause(): Redis answers again, starting with what was sent while it was stopped. */
+  resume(): void;
   stop(): Promise<void>;
 }
 
@@ -30,6 +37,7 @@ export async function startRedis(port?: number): Promise<TestRedis> {
   const dir = mkdtempSync(join(tmpdir(), 'http-sse-redis-'));
   port ??= await freePort();
   let child: ChildProcess | null = null;
+  let paused = false;
   const launch = async () => {
     child = spawn('redis-server', redisServerArgs(port, dir, true), { stdio: 'ignore' });
     await eventually(() => answersPing(port), 10_000, `redis-server on ${port}`);
@@ -38,6 +46,9 @@ export async function startRedis(port?: number): Promise<TestRedis> {
     const c = child as ChildProcess | null;
     if (c === null || c.exitCode !== null || c.signalCode !== null) return;
     const exited = once(c, 'exit');
+    // A stopped process takes SIGKILL at once; any other signal waits for SIGCONT: send it.
+    if (paused && signal !== 'SIGKILL') c.kill('SIGCONT');
+    paused = false;
     c.kill(signal);
     await exited;
     child = null;
@@ -48,6 +59,18 @@ export async function startRedis(port?: number): Promise<TestRedis> {
     url: `redis://127.0.0.1:${port}`,
     kill,
     restart: launch,
+    pause() {
+      const c = child as ChildProcess | null;
+      if (c === null || c.exitCode !== null || c.signalCode !== null || paused) return;
+      c.kill('SIGSTOP');
+      paused = true;
+    },
+    resume() {
+      const c = child as ChildProcess | null;
+      if (c === null || !paused) return;
+      paused = false;
+      c.kill('SIGCONT');
+    },
     async stop() {
       await kill('SIGKILL');
       rmSync(dir, { recursive: true, force: true });

@@ -1,7 +1,9 @@
-// Typed client errors: every failure carries a reason from a small, bounded set (used as the
-// `reason` label of sse_client_connection_errors_total).
+// Typed client errors: every failure carries a reason from a small, bounded set. The reasons a
+// stream connection fails with are the `reason` label of sse_client_connection_errors_total;
+// publish() adds two of its own (PublishError).
 
-export const ERROR_REASONS = [
+/** Why an event stream connection failed (the metric's label values). */
+export const CONNECTION_ERROR_REASONS = [
   'refused',
   'timeout',
   'http_status',
@@ -10,6 +12,12 @@ export const ERROR_REASONS = [
   'protocol',
   'too_large',
 ] as const;
+
+/**
+ * Every reason: the connection reasons, plus `invalid_argument` (publish() refused its arguments
+ * before sending anything) and `aborted` (publish()'s signal aborted).
+ */
+export const ERROR_REASONS = [...CONNECTION_ERROR_REASONS, 'invalid_argument', 'aborted'] as const;
 
 export type SseErrorReason = (typeof ERROR_REASONS)[number];
 
@@ -72,4 +80,40 @@ export function fromTransportError(err: unknown, url: string): SseClientError {
     url,
     cause: err,
   });
+}
+
+export interface PublishErrorOptions extends SseClientErrorOptions {
+  /** Requests sent (0 when the arguments were refused or the signal had aborted before). */
+  attempts: number;
+  /** The Idempotency-Key of every attempt: retry later with it and nothing is published twice. */
+  idempotencyKey: string;
+  /** The server's `error` code from its last answer, e.g. "idempotency_key_reused". */
+  code?: string;
+  /** The server's `message` from its last answer (one line). */
+  serverMessage?: string;
+  /** The server's `outcome` from its last answer ("unknown" or "not_published"), when it gave one. */
+  outcome?: string;
+}
+
+/**
+ * A publish() that failed for good. `fatal` is true when sending the same request again cannot
+ * succeed (a final status, or bad arguments); false when the retries ran out on a retryable
+ * failure or the signal aborted, so a later publish() with the same `idempotencyKey` may.
+ */
+export class PublishError extends SseClientError {
+  override name = 'PublishError';
+  readonly attempts: number;
+  readonly idempotencyKey: string;
+  readonly code: string | undefined;
+  readonly serverMessage: string | undefined;
+  readonly outcome: string | undefined;
+
+  constructor(reason: SseErrorReason, message: string, options: PublishErrorOptions) {
+    super(reason, message, options);
+    this.attempts = options.attempts;
+    this.idempotencyKey = options.idempotencyKey;
+    this.code = options.code;
+    this.serverMessage = options.serverMessage;
+    this.outcome = options.outcome;
+  }
 }

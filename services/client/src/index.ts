@@ -1,6 +1,9 @@
 // Public API of the http-sse client library.
 export {
+  CONNECTION_ERROR_REASONS,
   ERROR_REASONS,
+  PublishError,
+  type PublishErrorOptions,
   SseClientError,
   type SseErrorReason,
 } from './errors.ts';
@@ -18,5 +21,13 @@ export {
 } from './event-stream.ts';
 export { type ClientMetrics, createClientMetrics, startMetricsServer } from './metrics.ts';
 export { createEventParser, type EventParser, type SseEvent } from './parser.ts';
+export {
+  CHANNEL_NAME,
+  IDEMPOTENCY_KEY,
+  type PublishEvent,
+  type PublishOptions,
+  type PublishResult,
+  publish,
+} from './publish.ts';
 export { ReconnectPolicy } from './reconnect.ts';
 export { closeDefaultDispatchers, defaultDispatcher, isEventStreamType } from './transport.ts';

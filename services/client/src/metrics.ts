@@ -5,7 +5,7 @@ import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { Counter, Gauge, Histogram, Registry } from 'prom-client';
 import { registerDefaultMetrics } from '../../shared/default-metrics.ts';
-import { ERROR_REASONS, type SseErrorReason } from './errors.ts';
+import { CONNECTION_ERROR_REASONS, type SseErrorReason } from './errors.ts';
 
 export interface ClientMetrics {
   registry: Registry;
@@ -49,7 +49,7 @@ export function createClientMetrics(): ClientMetrics {
     labelNames: ['reason'],
     registers: [registry],
   });
-  for (const reason of ERROR_REASONS) errors.inc({ reason }, 0);
+  for (const reason of CONNECTION_ERROR_REASONS) errors.inc({ reason }, 0);
   const connected = new Gauge({
     name: 'sse_client_connected',
     help: '1 while an event stream is open, else 0.',

@@ -2,6 +2,8 @@
 // where the same promise applies):
 // - acknowledged = delivered: a subscriber lapped by publishers that keep 4 batches of 1000 in
 //   flight gets every acknowledged id once, in order, or an `event: reset` before a gap;
+// - a replica paused while trimming removes what its reader had not read: its subscriber gets the
+//   reset before the first event after the gap;
 // - a hung Redis (SIGSTOP) turns /readyz 503 within 3 s and sse_broker_up 0, and back by itself;
 // - one channel key of the wrong type (DEL + SET) breaks that channel only;
 // - a replay storm (1000 concurrent resumes of a 1 MB history) is served in full, none refused;
@@ -170,6 +172,71 @@ describe('acknowledged = delivered: a subscriber lapped by 4 batches of 1000 in 
       });
     }
   }
+});
+
+describe('a replica whose reader is lapped (trimming wins)', { skip: skip ?? false }, () => {
+  let redis: TestRedis;
+  before(async () => {
+    redis = await startRedis();
+  });
+  after(() => redis?.stop());
+
+  // Replica B is paused (SIGSTOP) while A publishes 3 x 1000 events into a stream that keeps at
+  // most ~100 (maxStreamLength 100, no trim grace): when B runs again, the entries after its
+  // reader's cursor are gone. Its live subscriber must get `event: reset` (history_exceeded)
+  // before the first event after the gap, then the events B could still read, in order.
+  test('its live subscriber gets a reset before the first event after the gap, never a silent gap', async (ctx) => {
+    const prefix = newPrefix();
+    const env = {
+      SSE_BROKER: 'redis',
+      REDIS_URL: redis.url,
+      SSE_REDIS_KEY_PREFIX: prefix,
+      SSE_HISTORY_SIZE: '100',
+      SSE_REDIS_MAX_STREAM_LENGTH: '100',
+      SSE_REDIS_TRIM_GRACE_MS: '0',
+    };
+    const a = await spawnServer(env);
+    const b = await spawnServer(env);
+    const sub = new Subscriber(`${b.base}/sse/channels/lapped`);
+    try {
+      await sub.opened;
+      const acked: string[] = [];
+      const first = await publish(a.base, 'lapped', { data: 'before' });
+      acked.push(...first.body.ids!);
+      await sub.waitFor(1);
+      b.kill('SIGSTOP');
+      try {
+        for (let batch = 0; batch < 3; batch++) {
+          const events = Array.from({ length: 1000 }, (_, i) => ({ data: `${batch}-${i}` }));
+          const r = await publish(a.base, 'lapped', events);
+          assert.equal(r.status, 202);
+          acked.push(...r.body.ids!);
+        }
+      } finally {
+        b.kill('SIGCONT');
+      }
+      const after = await publish(a.base, 'lapped', { data: 'after' });
+      acked.push(...after.body.ids!);
+      const newest = after.body.ids![0]!;
+      assert.ok(await arrivedUpTo(sub, newest, Date.now() + 20_000), 'the newest event arrived');
+      const report = deliveryReport(acked, sub.events);
+      ctx.diagnostic(describeDelivery(report));
+      assert.ok(deliveredAsPromised(report), describeDelivery(report));
+      assert.ok(report.resets >= 1, 'a reset came');
+      assert.ok(report.missing > 0, 'entries were trimmed before B read them');
+      // The reset names where the subscriber stood and where it goes on.
+      const at = sub.events.findIndex((e) => e.event === 'reset');
+      const reset = JSON.parse(sub.events[at]!.data) as Record<string, string>;
+      assert.equal(reset.reason, 'history_exceeded');
+      assert.equal(reset.lastEventId, sub.events[at - 1]!.id);
+      assert.equal(sub.events[at]!.id, reset.resumeAfter);
+      assert.ok(byId(sub.events[at + 1]!.id!, reset.resumeAfter) > 0);
+    } finally {
+      sub.close();
+      b.kill('SIGCONT');
+      await Promise.all([a.stop(), b.stop()]);
+    }
+  });
 });
 
 describe('Redis hung (SIGSTOP)', { skip: skip ?? false }, () => {

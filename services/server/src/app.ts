@@ -73,6 +73,11 @@ function createCore(config: ServerConfig, deps: ServerDeps): Core {
     if (up) logger.info({ event: 'broker_up', broker: broker.type }, 'broker connected');
     else logger.warn({ event: 'broker_down', broker: broker.type }, 'broker unreachable');
   });
+  broker.onChannelFault((channel, fault) => {
+    if (fault !== null) {
+      logger.warn({ event: 'channel_unavailable', channel, fault }, 'channel cannot be served');
+    } else logger.info({ event: 'channel_available', channel }, 'channel served again');
+  });
   const hub = new Hub(broker, { retryMs: config.retryMs, publishWaitMs: PUBLISH_WAIT_MS }, metrics);
   return { broker, metrics, registry, hub };
 }

@@ -40,7 +40,7 @@ function read(raw: Buffer, cuts: number[]) {
   const events: Ev[] = [];
   let status = 0;
   let ended = false;
-  const sse = new SseReader((id, event, data) => events.push({ id, event, data }));
+  const sse = new SseReader((id, event, data) => events.push({ id, event, data: data.toString() }));
   const http = new HttpResponseParser({
     onHead: (s) => {
       status = s;

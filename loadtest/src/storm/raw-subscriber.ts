@@ -37,7 +37,8 @@ export function stormRequest(url: URL, lastEventId: string): Buffer {
 }
 
 /** The `"reason":"…"` of a reset event's data, without JSON.parse. */
-const resetReason = (data: string): string => /"reason":"([^"]*)"/.exec(data)?.[1] ?? 'unknown';
+const resetReason = (data: Buffer): string =>
+  /"reason":"([^"]*)"/.exec(data.toString('utf8'))?.[1] ?? 'unknown';
 
 export class RawSubscriber {
   readonly check: ReplayCheck;
@@ -61,7 +62,8 @@ export class RawSubscriber {
     const sse = new SseReader((id, event, data) => this.event(id, event, data));
     const http = new HttpResponseParser({
       onHead: (status, headers) => this.head(status, headers),
-      onBody: (bytes) => sse.feed(bytes),
+      // Once the outcome is known the rest is not read (a reset's replay, say).
+      onBody: (bytes) => this.outcome === null && sse.feed(bytes),
       onEnd: () => this.ended(),
     });
     this.connectAt = now();
@@ -100,7 +102,7 @@ export class RawSubscriber {
     } else this.accepted = true;
   }
 
-  private event(id: string | undefined, event: string | undefined, data: string): void {
+  private event(id: string | undefined, event: string | undefined, data: Buffer): void {
     if (this.outcome !== null) return;
     if (event === undefined || event === 'message') {
       this.firstEventAt ??= now();

@@ -1,9 +1,9 @@
 // What a storm subscriber must get, and how it is checked. The history's event `seq` has the data
 // `{"seq":<seq>,"pad":"xx…"}` (about `eventBytes` long, the same bytes for every subscriber), so
 // each replayed event is compared byte for byte with what was published (data and id), without
-// JSON.parse: the seq is read with fanout/event-data.ts. Seq 0 is the event whose id every
+// decoding or JSON.parse: the seq is read off the bytes with fanout/event-data.ts. Seq 0 is the event whose id every
 // subscriber sends as Last-Event-ID; the replay must bring seqs 1..K, each once, in order.
-import { sequenceNumber } from '../fanout/event-data.ts';
+import { sequenceNumberIn } from '../fanout/event-data.ts';
 
 /** The data of history event `seq`, padded to about `eventBytes` (never shorter than the JSON). */
 export function historyData(seq: number, eventBytes: number): string {
@@ -14,11 +14,11 @@ export function historyData(seq: number, eventBytes: number): string {
 /** Every history event's id and data by seq (index 0: the Last-Event-ID's event). */
 export interface ReplayExpectation {
   ids: readonly string[];
-  data: readonly string[];
+  data: readonly Buffer[];
 }
 
 export function replayExpectation(ids: readonly string[], eventBytes: number): ReplayExpectation {
-  return { ids, data: ids.map((_, seq) => historyData(seq, eventBytes)) };
+  return { ids, data: ids.map((_, seq) => Buffer.from(historyData(seq, eventBytes))) };
 }
 
 /** One subscriber's replay: which seqs arrived, and what was wrong with the rest. */
@@ -44,14 +44,12 @@ export class ReplayCheck {
   }
 
   /** One replayed event (id and data as received). */
-  add(id: string | undefined, data: string): void {
-    const seq = sequenceNumber(data);
+  add(id: string | undefined, data: Buffer): void {
+    const seq = sequenceNumberIn(data);
     if (
-      !Number.isInteger(seq) ||
-      seq < 0 ||
-      seq > this.wanted ||
-      data !== this.expect.data[seq] ||
-      id !== this.expect.ids[seq]
+      !(seq <= this.wanted) ||
+      id !== this.expect.ids[seq] ||
+      !data.equals(this.expect.data[seq]!)
     ) {
       this.corrupted++;
       return;

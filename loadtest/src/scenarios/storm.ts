@@ -9,11 +9,11 @@ import type { ProcessLoad } from '../fanout/protocol.ts';
 import { defaultWorkers, EVENT_LOOP_P99_BOUND_MS } from '../fanout/rig.ts';
 import { log } from '../output.ts';
 import type { Figures, Report } from '../report/report.ts';
-import { delta, type Samples, sample } from '../server-metrics.ts';
+import { type Samples, sample } from '../server-metrics.ts';
 import { addUp, StormCrew, type StormTotals, workerUrls } from '../storm/crew.ts';
 import { publishHistory } from '../storm/history.ts';
 import { MetricsSampler, type SampledMetrics } from '../storm/metrics-sampler.ts';
-import { scrapeAll } from './fanout.ts';
+import { scrapeAll, sumDelta } from './fanout.ts';
 
 export interface StormOptions {
   bases: string[];
@@ -91,16 +91,14 @@ function subscriberFigures(t: StormTotals, startAt: number): Figures {
 
 /** The server's side: replays counted, memory before and at its peak, event-loop delay. */
 function serverFigures(before: (Samples | null)[], after: (Samples | null)[], s: SampledMetrics) {
-  let replayed: number | null = null;
   let rssBefore: number | null = 0;
-  before.forEach((b, i) => {
-    const d = delta(b, after[i] ?? null, 'sse_replayed_events_total');
-    if (d !== null) replayed = (replayed ?? 0) + d;
+  for (const b of before) {
     const rss = sample(b, 'process_resident_memory_bytes');
     rssBefore = rss === null || rssBefore === null ? null : rssBefore + rss;
-  });
+  }
   return {
-    server_replayed_events: replayed,
+    server_replayed_events: sumDelta(before, after, 'sse_replayed_events_total'),
+    server_broker_replay_errors: sumDelta(before, after, 'sse_broker_errors_total{op="replay"}'),
     server_rss_before_bytes: rssBefore,
     server_rss_peak_bytes: s.peakRssBytes,
     server_rss_peak_growth_bytes:

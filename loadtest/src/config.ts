@@ -40,6 +40,15 @@ export const loadtestConfigSchema = z.strictObject({
       holdMs: milliseconds(3000),
     })
     .prefault({}),
+  storm: z
+    .strictObject({
+      subscribers: count(100_000).default(1000),
+      history: count(100_000).default(1000),
+      eventBytes: z.number().int().min(0).max(60_000).default(1024),
+      timeout: count(3600).default(60),
+      channel: channelName('storm'),
+    })
+    .prefault({}),
   token: z.string().default(''),
   out: z.string().min(1).default('loadtest/results'),
 });

@@ -1,10 +1,12 @@
-// npm run loadtest -- --scenario <stream|fanout|connections|capacity> [options]
+// npm run loadtest -- --scenario <stream|fanout|connections|capacity|storm> [options]
 // Exit codes (the first that applies): 2 bad flags or config; 1 unreachable target, a failed run,
-// or events lost/duplicated; 99 a --threshold failed; 3 the run was harness-limited (achieved
-// publish rate < 98 % of offered, or a harness process's event-loop delay p99 > 100 ms); 0 done.
+// events lost/duplicated/out of order/corrupted, or storm subscribers not served; 99 a --threshold
+// failed; 3 the run was harness-limited (achieved publish rate < 98 % of offered, or a harness
+// process's event-loop delay p99 > 100 ms, or a storm worker's CPU saturated); 0 done.
 import { writeFileSync } from 'node:fs';
 import {
   httpUrlFlag,
+  integerFlag,
   parseFlags,
   positiveIntegerFlag,
   UsageError,
@@ -22,6 +24,7 @@ import { aggregate } from './rounds.ts';
 import { runCapacity } from './scenarios/capacity.ts';
 import { runConnections } from './scenarios/connections.ts';
 import { runFanout } from './scenarios/fanout.ts';
+import { runStorm, type StormOptions } from './scenarios/storm.ts';
 import { runStream } from './scenarios/stream.ts';
 import {
   evaluate,
@@ -34,22 +37,27 @@ import {
 export const HARNESS_LIMITED_EXIT = 3;
 /** --p99-target-ms when not given: the delivery p99 (ms) a sustained rate must keep. */
 const DEFAULT_P99_TARGET_MS = 250;
-const SCENARIOS = ['stream', 'fanout', 'connections', 'capacity'] as const;
+const SCENARIOS = ['stream', 'fanout', 'connections', 'capacity', 'storm'] as const;
 type Scenario = (typeof SCENARIOS)[number];
 
-export const USAGE = `usage: npm run loadtest -- --scenario <stream|fanout|connections|capacity> [options]
+export const USAGE = `usage: npm run loadtest -- --scenario <stream|fanout|connections|capacity|storm> [options]
        npm run bench:fanout -- [--broker memory|redis|both] [--subscribers N]
 
-  --scenario NAME       stream | fanout | connections | capacity
+  --scenario NAME       stream | fanout | connections | capacity | storm
   --url BASE            server base URL; repeat for replicas (subscribers round-robin, publishes
                         round-robin, /metrics read from each). Default: config/loadtest.yaml or
-                        LOADTEST_URL (http://127.0.0.1:24856)
-  --subscribers N       fanout, capacity, connections: open streams
+                        LOADTEST_URL (http://127.0.0.1:24856); storm: http:// only
+  --subscribers N       fanout, capacity, connections, storm: open streams
   --rate R              fanout: events published per second (open loop); capacity: first step
   --duration S          seconds measured (stream, fanout; capacity: per step)
   --warmup S            fanout, capacity: seconds published before measuring (default 1)
   --connections N       stream: concurrent connections; fanout, capacity: publishes in flight at most
-  --workers N           fanout, capacity: subscriber processes (default: 1 per 1000, at most 1 per CPU)
+  --workers N           fanout, capacity, storm: subscriber processes (default: 1 per 1000, at most
+                        1 per CPU)
+  --history K           storm: events each subscriber must replay (K+1 are published; default 1000)
+  --event-bytes B       storm: about B bytes of data per event (default 1024)
+  --timeout S           storm: subscribers not served S seconds after the storm began are not
+                        served (default 60)
   --p99-target-ms MS    capacity: the delivery p99 a sustained rate must keep (default ${DEFAULT_P99_TARGET_MS})
   --max-rate R          capacity: highest rate tried (default 100000)
   --threshold EXPR      fail (exit 99) unless a figure passes, e.g. 'delivery_p99_ms<250'; repeatable
@@ -64,8 +72,8 @@ export const USAGE = `usage: npm run loadtest -- --scenario <stream|fanout|conne
   --no-progress         no progress bars (they only show on a terminal anyway)
   --help                this text
 
-exit codes: 0 done, 1 failed (unreachable, lost or duplicated events), 2 bad flags,
-            3 harness-limited, 99 a threshold failed`;
+exit codes: 0 done, 1 failed (unreachable, lost, duplicated, out-of-order or corrupted events,
+            storm subscribers not served), 2 bad flags, 3 harness-limited, 99 a threshold failed`;
 
 function positive(name: string, raw: string | undefined): number | undefined {
   return positiveIntegerFlag(`--${name}`, raw);
@@ -123,6 +131,36 @@ function benchFlags(values: Record<string, unknown>, urls: string[]): void {
   if (urls.length > 1) throw new UsageError('--bench measures one server: give --url once');
 }
 
+/** Flags storm does not take: it publishes its history in batches, then only connects. */
+const NOT_WITH_STORM = [
+  'connections',
+  'duration',
+  'warmup',
+  'rate',
+  'max-rate',
+  'p99-target-ms',
+] as const;
+const STORM_ONLY = ['history', 'event-bytes', 'timeout'] as const;
+
+/** Storm's flags only with storm, none of NOT_WITH_STORM with it, and http:// targets. */
+function stormFlags(values: Record<string, unknown>, scenario: Scenario, urls: string[]): void {
+  if (scenario !== 'storm') {
+    const given = STORM_ONLY.find((name) => values[name] !== undefined);
+    if (given !== undefined) throw new UsageError(`--${given} goes with --scenario storm`);
+    return;
+  }
+  const given = NOT_WITH_STORM.find((name) => values[name] !== undefined);
+  if (given !== undefined) {
+    throw new UsageError(
+      `--${given} does not go with --scenario storm (it publishes its history, then only connects)`,
+    );
+  }
+  const https = urls.find((url) => !url.startsWith('http://'));
+  if (https !== undefined) {
+    throw new UsageError(`--url ${https}: storm reads raw HTTP/1.1 sockets, http:// only`);
+  }
+}
+
 function thresholdFlags(raws: string[] | undefined): Threshold[] {
   try {
     return (raws ?? []).map(parseThreshold);
@@ -144,6 +182,9 @@ function parse(argv: string[]) {
     workers: { type: 'string' },
     'p99-target-ms': { type: 'string' },
     'max-rate': { type: 'string' },
+    history: { type: 'string' },
+    'event-bytes': { type: 'string' },
+    timeout: { type: 'string' },
     threshold: { type: 'string', multiple: true },
     rounds: { type: 'string' },
     broker: { type: 'string' },
@@ -159,6 +200,7 @@ function parse(argv: string[]) {
     throw new UsageError('--bench goes with --scenario fanout');
   const urls = (values.url ?? []).map((url) => withoutTrailingSlash(httpUrlFlag('--url', url)!));
   if (values.bench) benchFlags(values, urls);
+  stormFlags(values, scenario, urls);
   const broker = brokerFlag(values.broker, Boolean(values.bench));
   const thresholds = thresholdFlags(values.threshold);
   return {
@@ -173,6 +215,9 @@ function parse(argv: string[]) {
     workers: positive('workers', values.workers),
     p99TargetMs: positive('p99-target-ms', values['p99-target-ms']) ?? DEFAULT_P99_TARGET_MS,
     maxRate: positive('max-rate', values['max-rate']),
+    history: integerFlag('--history', values.history, 1, 100_000),
+    eventBytes: integerFlag('--event-bytes', values['event-bytes'], 0, 60_000),
+    timeout: integerFlag('--timeout', values.timeout, 1, 3600),
     rounds: positive('rounds', values.rounds) ?? 1,
     thresholds,
     broker,
@@ -213,6 +258,20 @@ function fanoutSettings(args: Args, config: LoadtestConfig, bases: string[]) {
   };
 }
 
+/** storm's options: the flags, else config/loadtest.yaml's storm section. */
+function stormOptions(args: Args, config: LoadtestConfig, bases: string[]): StormOptions {
+  return {
+    bases,
+    channel: config.storm.channel,
+    subscribers: args.subscribers ?? config.storm.subscribers,
+    history: args.history ?? config.storm.history,
+    eventBytes: args.eventBytes ?? config.storm.eventBytes,
+    workers: args.workers,
+    timeoutS: args.timeout ?? config.storm.timeout,
+    token: config.token,
+  };
+}
+
 function runOnce(args: Args, config: LoadtestConfig, bases: string[], progress: boolean) {
   if (args.scenario === 'stream') {
     return runStream({
@@ -231,6 +290,7 @@ function runOnce(args: Args, config: LoadtestConfig, bases: string[], progress: 
       progress,
     });
   }
+  if (args.scenario === 'storm') return runStorm(stormOptions(args, config, bases));
   if (args.scenario === 'capacity') {
     return runCapacity({
       ...fanoutSettings(args, config, bases),
@@ -306,6 +366,15 @@ async function printReport(
   if (args.json) process.stdout.write(`${JSON.stringify(report)}\n`);
 }
 
+/** Figures that fail the run (exit 1) when above 0; a scenario reports those that apply. */
+const FAILING_FIGURES = [
+  'lost',
+  'duplicated',
+  'out_of_order',
+  'corrupted',
+  'subscribers_not_served',
+] as const;
+
 /** Prints the harness-limited note and the threshold verdicts (last); returns the exit code. */
 function verdict(report: Report, thresholds: Threshold[]): number {
   const limited = (report.harnessLimited ?? []).length > 0;
@@ -315,8 +384,7 @@ function verdict(report: Report, thresholds: Threshold[]): number {
     const text = formatVerdicts(verdicts);
     log(`\nthresholds:\n${verdicts.every((v) => v.ok) ? green(text) : red(text)}`);
   }
-  const lostOrDup = (report.figures.lost ?? 0) + (report.figures.duplicated ?? 0);
-  if (lostOrDup > 0) return 1;
+  if (FAILING_FIGURES.some((name) => (report.figures[name] ?? 0) > 0)) return 1;
   if (verdicts.some((v) => !v.ok)) return THRESHOLD_FAILED_EXIT;
   if (limited) return HARNESS_LIMITED_EXIT;
   return 0;

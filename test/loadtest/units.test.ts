@@ -1,7 +1,11 @@
 // The harness's small pieces: sequence tracking out of order, thresholds, rounds, units, nines.
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
-import { publishTime, sequenceNumber } from '../../loadtest/src/fanout/event-data.ts';
+import {
+  publishTime,
+  sequenceNumber,
+  sequenceNumberIn,
+} from '../../loadtest/src/fanout/event-data.ts';
 import { SeqTracker } from '../../loadtest/src/fanout/seq-tracker.ts';
 import { nines } from '../../loadtest/src/report/chart.ts';
 import { formatFigure } from '../../loadtest/src/report/table.ts';
@@ -27,6 +31,8 @@ describe('load-test harness pieces', () => {
     assert.equal(publishTime(data), 1764325530123.25);
     assert.equal(sequenceNumber(data), 42);
     assert.ok(Number.isNaN(sequenceNumber('{"nothing":1}')));
+    assert.equal(sequenceNumberIn(Buffer.from('{"seq":1234567,"pad":"xx"}')), 1234567);
+    assert.ok(Number.isNaN(sequenceNumberIn(Buffer.from('{"seq":"7"}'))));
   });
 
   test('thresholds parse k6-like expressions and judge figures; a missing figure fails', () => {

@@ -54,7 +54,7 @@ export function progressBar(label: string, total: number, enabled: boolean, extr
 }
 
 /** Sums one sample over the scrapes of every target (null when no target has it). */
-function sumDelta(before: (Samples | null)[], after: (Samples | null)[], key: string) {
+export function sumDelta(before: (Samples | null)[], after: (Samples | null)[], key: string) {
   let total: number | null = null;
   before.forEach((b, i) => {
     const d = delta(b, after[i] ?? null, key);

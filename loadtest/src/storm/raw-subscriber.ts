@@ -1,0 +1,131 @@
+// One storm subscriber on a raw `net` socket: writes the GET with Last-Event-ID by hand, reads the
+// response with http-response.ts and sse-reader.ts, checks the replay (replay-check.ts) and ends
+// with one outcome: served (every event), refused (a status other than 200, or a notice event),
+// reset (an `event: reset`), failed (a socket error, broken framing, a stream that ended early)
+// or timed out. Times are epoch ms (performance.timeOrigin + performance.now()).
+import net from 'node:net';
+import { HttpFramingError, HttpResponseParser } from './http-response.ts';
+import { ReplayCheck, type ReplayExpectation } from './replay-check.ts';
+import { SseReader } from './sse-reader.ts';
+
+export type OutcomeKind = 'served' | 'refused' | 'reset' | 'failed' | 'timed_out';
+
+export interface Outcome {
+  kind: OutcomeKind;
+  /** Why (refused: `http_<status>` or the notice's name; reset: its reason; failed: the error). */
+  reason: string;
+}
+
+/** Where to connect and the request bytes to write (built once per target). */
+export interface StormTarget {
+  host: string;
+  port: number;
+  request: Buffer;
+}
+
+/** The server's refusal notices (routes/stream-refusal.ts): a 200 stream that only says no. */
+const NOTICES = new Set(['overloaded', 'shutdown', 'unavailable']);
+
+const now = () => performance.timeOrigin + performance.now();
+
+/** The GET a reconnecting EventSource sends, resuming after `lastEventId`. */
+export function stormRequest(url: URL, lastEventId: string): Buffer {
+  return Buffer.from(
+    `GET ${url.pathname}${url.search} HTTP/1.1\r\nHost: ${url.host}\r\nAccept: text/event-stream\r\nCache-Control: no-cache\r\nLast-Event-ID: ${lastEventId}\r\n\r\n`,
+    'latin1',
+  );
+}
+
+/** The `"reason":"…"` of a reset event's data, without JSON.parse. */
+const resetReason = (data: Buffer): string =>
+  /"reason":"([^"]*)"/.exec(data.toString('utf8'))?.[1] ?? 'unknown';
+
+export class RawSubscriber {
+  readonly check: ReplayCheck;
+  connectAt = 0;
+  firstEventAt: number | null = null;
+  servedAt: number | null = null;
+  outcome: Outcome | null = null;
+  /** The server ended the response (a complete body) before the replay was. */
+  endedByServer = false;
+  private accepted = false;
+  private socket: net.Socket | null = null;
+  private readonly onDone: (sub: RawSubscriber) => void;
+
+  constructor(expect: ReplayExpectation, onDone: (sub: RawSubscriber) => void) {
+    this.check = new ReplayCheck(expect);
+    this.onDone = onDone;
+  }
+
+  /** Connects and writes the request; the outcome comes through `onDone`. */
+  start(target: StormTarget): void {
+    const sse = new SseReader((id, event, data) => this.event(id, event, data));
+    const http = new HttpResponseParser({
+      onHead: (status, headers) => this.head(status, headers),
+      // Once the outcome is known the rest is not read (a reset's replay, say).
+      onBody: (bytes) => this.outcome === null && sse.feed(bytes),
+      onEnd: () => this.ended(),
+    });
+    this.connectAt = now();
+    const socket = net.connect({ host: target.host, port: target.port, noDelay: true });
+    this.socket = socket;
+    socket.write(target.request);
+    socket.on('data', (bytes: Buffer) => this.guard(() => http.feed(bytes)));
+    socket.on('error', (err: NodeJS.ErrnoException) => this.finish('failed', err.code ?? 'error'));
+    socket.on('close', () =>
+      this.guard(() => {
+        if (!http.close()) this.finish('failed', 'connection_closed');
+      }),
+    );
+  }
+
+  /** The timeout: a subscriber still waiting counts as timed out. */
+  stop(): void {
+    this.finish('timed_out', 'timeout');
+  }
+
+  /** Runs a parser step; broken framing fails the subscriber. */
+  private guard(step: () => void): void {
+    if (this.outcome !== null) return;
+    try {
+      step();
+    } catch (err) {
+      if (!(err instanceof HttpFramingError)) throw err;
+      this.finish('failed', 'bad_http_framing');
+    }
+  }
+
+  private head(status: number, headers: Record<string, string>): void {
+    if (status !== 200) this.finish('refused', `http_${status}`);
+    else if (!(headers['content-type'] ?? '').startsWith('text/event-stream')) {
+      this.finish('failed', 'not_an_event_stream');
+    } else this.accepted = true;
+  }
+
+  private event(id: string | undefined, event: string | undefined, data: Buffer): void {
+    if (this.outcome !== null) return;
+    if (event === undefined || event === 'message') {
+      this.firstEventAt ??= now();
+      this.check.add(id, data);
+      if (this.check.complete) {
+        this.servedAt = now();
+        this.finish('served', 'served');
+      }
+    } else if (event === 'reset') this.finish('reset', resetReason(data));
+    else if (NOTICES.has(event) && this.firstEventAt === null) this.finish('refused', event);
+    else this.check.corrupted++;
+  }
+
+  /** The response ended complete before the replay did. */
+  private ended(): void {
+    this.endedByServer = this.accepted;
+    this.finish('failed', this.accepted ? 'ended_early' : 'empty_response');
+  }
+
+  private finish(kind: OutcomeKind, reason: string): void {
+    if (this.outcome !== null) return;
+    this.outcome = { kind, reason };
+    this.socket?.destroy();
+    this.onDone(this);
+  }
+}

@@ -4,7 +4,8 @@
 // read. Every subscriber with replay left takes turns (round robin) in setImmediate ticks of at
 // most TICK_BUDGET_MS, so live fan-out flushes run between them; a page is written only when the
 // previous one left the process (its socket drained), so a subscriber holds at most one page in
-// the process, and a client that stops reading is cut by the registry's stall rule.
+// the process (plus what is below the stream's high-water mark: 'drain' comes only after a write
+// that went past it), and a client that stops reading is cut by the registry's stall rule.
 import type { FramedEvent } from '../broker/broker.ts';
 import type { Subscription } from './subscription.ts';
 
@@ -87,7 +88,7 @@ export class ReplayPump {
       sub.backlog = null;
       sub.onDrain = null;
       this.hooks.done(sub);
-    } else if (conn.transport.pending() > 0) {
+    } else if (conn.transport.needsDrain()) {
       sub.onDrain ??= () => this.add(sub);
       conn.transport.drainSource().once('drain', sub.onDrain);
     } else {

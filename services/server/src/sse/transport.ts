@@ -24,6 +24,8 @@ export interface StreamTransport {
   pending(): number;
   /** What emits 'drain' once the pending bytes went out (the socket, or the response). */
   drainSource(): NodeJS.EventEmitter;
+  /** A write went past the high-water mark: 'drain' will come (and only then is it sure to). */
+  needsDrain(): boolean;
 }
 
 /** The response and its socket, which every transport writes through. */
@@ -82,6 +84,10 @@ export class ChunkedSocketTransport extends ResponseBound implements StreamTrans
   drainSource(): NodeJS.EventEmitter {
     return this.socket;
   }
+
+  needsDrain(): boolean {
+    return this.socket.writableNeedDrain;
+  }
 }
 
 export class ResponseTransport extends ResponseBound implements StreamTransport {
@@ -117,5 +123,9 @@ export class ResponseTransport extends ResponseBound implements StreamTransport 
 
   drainSource(): NodeJS.EventEmitter {
     return this.res;
+  }
+
+  needsDrain(): boolean {
+    return this.res.writableNeedDrain;
   }
 }

@@ -4,7 +4,7 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { createParser, type EventSourceMessage } from 'eventsource-parser';
 import fc from 'fast-check';
-import { encodeEvent, validEventName } from '../../services/server/src/sse/encode.ts';
+import { encodeEvent, validEventName } from '../../services/server/src/wire/encode.ts';
 
 const eventName = fc
   .string({ unit: 'grapheme', minLength: 1, maxLength: 20 })

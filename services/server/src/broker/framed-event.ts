@@ -1,5 +1,5 @@
 // Turns a published event and its id into the SSE bytes every subscriber gets (once per event).
-import { encodeEvent } from '../sse/encode.ts';
+import { encodeEvent } from '../wire/encode.ts';
 import type { EventInput, FramedEvent } from './broker.ts';
 import { type EventId, formatEventId } from './event-id.ts';
 import type { ResetReason } from './resume.ts';

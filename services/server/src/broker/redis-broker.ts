@@ -28,7 +28,14 @@ import {
   type PublishOutcome,
   type Replay,
 } from './broker.ts';
-import { type EventId, formatEventId, parseEventId, previousId, ZERO_ID } from './event-id.ts';
+import {
+  compareIds,
+  type EventId,
+  formatEventId,
+  parseEventId,
+  previousId,
+  ZERO_ID,
+} from './event-id.ts';
 import { frameEvent, frameReset } from './framed-event.ts';
 import { type IdempotencyRecord, readRecord } from './idempotency-store.ts';
 import { redisConnection } from './redis-connection.ts';
@@ -119,7 +126,14 @@ export class RedisBroker implements Broker {
       },
     );
     this.health = new RedisHealth(this.cmd, this.reader, () => this.stateChanged());
-    this.replays = new ReplayReads((ch, from) => this.readWindow(ch, from), REPLAY_CONCURRENCY);
+    this.replays = new ReplayReads(
+      (ch, from) => this.readWindow(ch, from),
+      (ch, last) => {
+        const delivered = this.reader.cursor(ch);
+        return delivered !== null && compareIds(delivered, last) <= 0;
+      },
+      REPLAY_CONCURRENCY,
+    );
     for (const conn of [this.cmd, this.reader.conn]) {
       conn.on('ready', () => this.stateChanged());
       conn.on('close', () => this.stateChanged());

@@ -10,6 +10,10 @@
 //     window next.
 //   - At most `concurrency` reads are in flight across channels; the rest queue (no timeout:
 //     every waiting subscriber is an admitted connection, so the queue is bounded by the limits).
+//   - The last window read of a channel serves later requests too, for up to WINDOW_REUSE_MS,
+//     while nothing newer than its last entry has been delivered live (`fresh`): a subscriber that
+//     joined after the read then gets every later event through the live seam, so the window
+//     still leaves no gap. A storm on a quiet channel costs one read.
 import type { FramedEvent, Replay } from './broker.ts';
 import { compareIds, type EventId, parseEventId } from './event-id.ts';
 import { placeLastEventId, type RecordState } from './resume.ts';
@@ -26,6 +30,18 @@ export interface ReplayWindow {
 }
 
 export type WindowRead = (channel: string, from: EventId | null) => Promise<ReplayWindow>;
+/** True while nothing newer than `last` was delivered live on the channel. */
+export type WindowFresh = (channel: string, last: EventId) => boolean;
+
+/** How long a window serves later requests (bounded; it is a shared read, not a cache). */
+const WINDOW_REUSE_MS = 1000;
+const MAX_KEPT_WINDOWS = 1000;
+
+interface KeptWindow {
+  readonly window: ReplayWindow;
+  readonly from: EventId | null;
+  readonly at: number;
+}
 
 interface Request {
   readonly lastEventId: string;
@@ -37,7 +53,9 @@ interface Request {
 
 export class ReplayReads {
   private readonly read: WindowRead;
+  private readonly fresh: WindowFresh;
   private readonly concurrency: number;
+  private readonly kept = new Map<string, KeptWindow>();
   private readonly waiting = new Map<string, Request[]>();
   /** Channels with waiting requests and no read under way, oldest first. */
   private readonly queue: string[] = [];
@@ -46,15 +64,38 @@ export class ReplayReads {
   /** Reads sent (for tests and metrics: a storm costs few). */
   reads = 0;
 
-  constructor(read: WindowRead, concurrency: number) {
+  constructor(read: WindowRead, fresh: WindowFresh, concurrency: number) {
     this.read = read;
+    this.fresh = fresh;
     this.concurrency = concurrency;
   }
 
   replay(channel: string, lastEventId: string): Promise<Replay> {
+    const reused = this.fromKept(channel, lastEventId);
+    if (reused !== null) return Promise.resolve(reused);
     return new Promise((resolve, reject) => {
       this.enqueue(channel, { lastEventId, full: false, resolve, reject });
     });
+  }
+
+  /** The replay from the channel's last window, when that is recent and still fresh. */
+  private fromKept(channel: string, lastEventId: string): Replay | null {
+    const kept = this.kept.get(channel);
+    if (kept === undefined) return null;
+    if (performance.now() - kept.at > WINDOW_REUSE_MS || !this.fresh(channel, kept.window.last)) {
+      this.kept.delete(channel);
+      return null;
+    }
+    return place(lastEventId, kept.from, kept.window);
+  }
+
+  private keep(channel: string, window: ReplayWindow, from: EventId | null): void {
+    const at = performance.now();
+    if (this.kept.size >= MAX_KEPT_WINDOWS) {
+      for (const [name, k] of this.kept) if (at - k.at > WINDOW_REUSE_MS) this.kept.delete(name);
+      if (this.kept.size >= MAX_KEPT_WINDOWS) this.kept.clear();
+    }
+    this.kept.set(channel, { window, from, at });
   }
 
   private enqueue(channel: string, request: Request): void {
@@ -94,6 +135,7 @@ export class ReplayReads {
       for (const r of batch) r.reject(err);
       return;
     }
+    this.keep(channel, window, from);
     for (const r of batch) {
       const replay = place(r.lastEventId, from, window);
       if (replay !== null) r.resolve(replay);

@@ -11,8 +11,8 @@ import { verifyJsonDepth } from '../http/json-depth.ts';
 import { methodNotAllowed } from '../http/method-not-allowed.ts';
 import { PublishGuard } from '../http/publish-guard.ts';
 import { checkChannelName } from '../sse/channel-name.ts';
-import { validEventName } from '../sse/encode.ts';
 import type { Hub } from '../sse/hub.ts';
+import { validEventName } from '../wire/encode.ts';
 import { unavailable } from './unavailable.ts';
 
 const MAX_EVENT_NAME = 256;

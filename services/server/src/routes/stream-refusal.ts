@@ -6,8 +6,8 @@
 // Last-Event-ID (the notice carries no id). Other clients keep the 503/429 with Retry-After.
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { HttpError } from '../http/errors.ts';
-import { encodeNotice } from '../sse/encode.ts';
 import type { RefusalReason } from '../sse/registry.ts';
+import { encodeNotice } from '../wire/encode.ts';
 
 export type NoticeEvent = 'overloaded' | 'shutdown' | 'unavailable';
 

@@ -14,8 +14,8 @@ import type {
 import { compareIds, type EventId, ZERO_ID } from '../broker/event-id.ts';
 import { frameReset } from '../broker/framed-event.ts';
 import type { ServerMetrics } from '../metrics.ts';
+import { encodeNotice, encodeRetry, frameChunk } from '../wire/encode.ts';
 import type { ConnectionOwner, SseConnection } from './connection.ts';
-import { encodeNotice, encodeRetry, frameChunk } from './encode.ts';
 import { nextPage, REPLAY_PAGE_BYTES, ReplayPump } from './replay-pump.ts';
 import { Subscription } from './subscription.ts';
 

@@ -3,8 +3,8 @@
 import type { ServerResponse } from 'node:http';
 import type { Logger } from 'pino';
 import type { RejectReason, ServerMetrics } from '../metrics.ts';
+import { encodeRetry, frameChunk, HEARTBEAT } from '../wire/encode.ts';
 import type { SseConnection, StreamRoute } from './connection.ts';
-import { encodeRetry, frameChunk, HEARTBEAT } from './encode.ts';
 import { kernelQueuesAvailable, readSendQueues, socketInode } from './kernel-queues.ts';
 
 export interface RegistryOptions {

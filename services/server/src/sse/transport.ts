@@ -6,7 +6,7 @@
 //                           still queued behind another): node's ServerResponse frames the payload.
 import type { OutgoingHttpHeaders, ServerResponse } from 'node:http';
 import type { Socket } from 'node:net';
-import { frameChunk } from './encode.ts';
+import { frameChunk } from '../wire/encode.ts';
 
 export interface StreamTransport {
   /** The status line and headers together with the first bytes, in one write. */

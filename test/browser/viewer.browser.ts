@@ -140,7 +140,7 @@ describe('the viewer on a channel', () => {
       }
       await waitForEvents(page, 4);
       // The server cuts every stream; events published meanwhile must arrive after the resume.
-      t.server.registry.destroyAll();
+      t.server.streams.destroyAll();
       for (let i = 0; i < 3; i++) {
         const r = await publish(t.base, 'news', { data: `during ${i}` }, AUTH);
         published.push(...(r.body.ids ?? []));

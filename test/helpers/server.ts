@@ -6,12 +6,18 @@ import { createParser, type EventSourceMessage } from 'eventsource-parser';
 import { createSseServer, type SseServer } from '../../services/server/src/app.ts';
 import { buildServerConfig } from '../../services/server/src/config.ts';
 import { createLogger } from '../../services/server/src/logger.ts';
+import { STREAM_ROUTES } from '../../services/server/src/stream-routes.ts';
 
 export interface TestServer {
   server: SseServer;
   port: number;
   base: string;
   close(): Promise<void>;
+}
+
+/** Streams open on the server, every route (what sse_connections_active shows). */
+export function openStreams(server: SseServer): number {
+  return STREAM_ROUTES.reduce((n, route) => n + server.streams.countByRoute(route), 0);
 }
 
 /** Starts a server on 127.0.0.1 with a random port; `partial` overrides config keys. */

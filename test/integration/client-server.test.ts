@@ -143,7 +143,7 @@ describe('client library against a channel', () => {
       await publish(t.base, 'resume', { data: String(i) });
       if (i % 10 === 5) {
         // Cut every subscriber of the channel from the server side, mid-stream.
-        for (const conn of t.server.registry.connections) conn.destroy('error');
+        t.server.streams.destroyAll();
       }
     }
     const deadline = Date.now() + 10_000;

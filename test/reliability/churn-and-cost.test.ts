@@ -5,7 +5,7 @@ import net from 'node:net';
 import { after, before, describe, test } from 'node:test';
 import { heapAfterGc, mb } from '../helpers/memory.ts';
 import { openRaw } from '../helpers/raw-socket.ts';
-import { eventually, startServer, type TestServer } from '../helpers/server.ts';
+import { eventually, openStreams, startServer, type TestServer } from '../helpers/server.ts';
 
 const CYCLES = 20_000;
 const WAVE = 500; // sockets open at once: 2 fds each in this process, far below 20,000
@@ -38,23 +38,23 @@ describe('open/abort churn', () => {
 
   test(`${CYCLES} open/abort cycles (half RST, half FIN) leave nothing behind`, async (d) => {
     await wave(t.port, 0); // warm-up: code paths compiled, pools allocated
-    await eventually(() => t.server.registry.size === 0, 10_000, 'warm-up streams gone');
+    await eventually(() => openStreams(t.server) === 0, 10_000, 'warm-up streams gone');
     const heapBefore = await heapAfterGc();
     const started = Date.now();
     for (let i = 0; i < CYCLES; i += WAVE) {
       await wave(t.port, i);
-      await eventually(() => t.server.registry.size === 0, 10_000, `wave ${i / WAVE} gone`);
+      await eventually(() => openStreams(t.server) === 0, 10_000, `wave ${i / WAVE} gone`);
     }
     const seconds = (Date.now() - started) / 1000;
     const heapAfter = await heapAfterGc();
     d.diagnostic(
-      `${CYCLES} cycles in waves of ${WAVE} in ${seconds.toFixed(1)} s (${Math.round(CYCLES / seconds)}/s); active after: ${t.server.registry.size}`,
+      `${CYCLES} cycles in waves of ${WAVE} in ${seconds.toFixed(1)} s (${Math.round(CYCLES / seconds)}/s); active after: ${openStreams(t.server)}`,
     );
     d.diagnostic(
       `heap after GC: before ${mb(heapBefore)}, after ${mb(heapAfter)} (${((heapAfter - heapBefore) / 1024).toFixed(0)} KB)`,
     );
-    assert.equal(t.server.registry.size, 0);
-    assert.equal(t.server.registry.countByRoute('/sse/test'), 0);
+    assert.equal(openStreams(t.server), 0);
+    assert.equal(t.server.streams.countByRoute('/sse/test'), 0);
     // A leak of even 100 bytes per cycle would be 2 MB; 1 KB per cycle 20 MB. 5 MB is room for
     // lazily compiled code and allocator pools, far below what a per-cycle leak adds up to.
     assert.ok(heapAfter - heapBefore < 5 * 1024 * 1024, `heap grew ${mb(heapAfter - heapBefore)}`);
@@ -90,7 +90,7 @@ describe('open/abort churn', () => {
     }
     const perStream = ((await heapAfterGc()) - base) / N - clientPair;
     for (const s of streams) s.destroy();
-    await eventually(() => t.server.registry.size === 0, 10_000, 'idle streams gone');
+    await eventually(() => openStreams(t.server) === 0, 10_000, 'idle streams gone');
 
     base = await heapAfterGc();
     for (let i = 0; i < N; i++) await t.server.hub.publish(`cost-${i}`, [{ data: 'x' }]);

@@ -5,7 +5,7 @@ import assert from 'node:assert/strict';
 import type net from 'node:net';
 import { describe, test } from 'node:test';
 import { openRaw, statusOf } from '../helpers/raw-socket.ts';
-import { eventually, publish, Subscriber, startServer } from '../helpers/server.ts';
+import { eventually, openStreams, publish, Subscriber, startServer } from '../helpers/server.ts';
 
 /** GETs each path in turn: its status and Retry-After header (the body is discarded). */
 async function refusals(base: string, paths: string[]): Promise<[number, string | null][]> {
@@ -59,12 +59,12 @@ describe('never-reading subscribers', () => {
         if (i % 20 === 0) await new Promise((r2) => setTimeout(r2, 10));
       }
       await reader.waitFor(EVENTS, 30_000);
-      await eventually(() => s.server.registry.size === 1, 15_000, 'non-readers cut');
+      await eventually(() => openStreams(s.server) === 1, 15_000, 'non-readers cut');
       const latencies = arrivedAt.map((at, i) => at - sentAt[i]!).sort((a, b) => a - b);
       const text = await (await fetch(`${s.base}/metrics`)).text();
       const cut = Number(/sse_slow_consumer_disconnects_total (\d+)/.exec(text)?.[1]);
       t.diagnostic(
-        `${EVENTS} events of 16 KB to 101 subscribers; slow consumers cut: ${cut}; still open: ${s.server.registry.size}`,
+        `${EVENTS} events of 16 KB to 101 subscribers; slow consumers cut: ${cut}; still open: ${openStreams(s.server)}`,
       );
       t.diagnostic(
         `reader got ${reader.events.length} events; publish-to-arrival p50 ${percentile(latencies, 50).toFixed(1)} ms, p99 ${percentile(latencies, 99).toFixed(1)} ms, max ${latencies.at(-1)!.toFixed(1)} ms`,
@@ -111,7 +111,7 @@ describe('limits.maxConnections', () => {
       }
       for (let i = 0; i < 10; i++)
         assert.ok(demoAfter[i]! > demoBefore[i]!, 'demo streams keep flowing');
-      assert.equal(s.server.registry.size, 20);
+      assert.equal(openStreams(s.server), 20);
     } finally {
       for (const x of subs) x.close();
       await s.close();

@@ -237,10 +237,10 @@ describe('an unexpected error in a stream route', () => {
   test('is a 500 for that request alone, logged once: other streams go on, the process lives', async () => {
     const other = new Subscriber(`${t.base}/sse/channels/calm`);
     await other.opened;
-    const registry = t.server.registry;
-    const admit = registry.admit.bind(registry);
-    registry.admit = () => {
-      registry.admit = admit;
+    const streams = t.server.streams;
+    const admit = streams.admit.bind(streams);
+    streams.admit = () => {
+      streams.admit = admit;
       throw new Error('boom (injected by the test)');
     };
     const failed = await fetch(`${t.base}/sse/channels/doomed`);

@@ -6,8 +6,8 @@ import { after, before, describe, test } from 'node:test';
 import { BrokerUnavailableError } from '../../services/server/src/broker/broker.ts';
 import { buildServerConfig, loadServerConfig } from '../../services/server/src/config.ts';
 import { HttpError } from '../../services/server/src/http/errors.ts';
-import { noticeFromError, refusalNotice } from '../../services/server/src/routes/stream-refusal.ts';
-import { unavailable } from '../../services/server/src/routes/unavailable.ts';
+import { noticeOf, refusalNotice } from '../../services/server/src/refusals.ts';
+import { refusalOf } from '../../services/server/src/routes/refusal-of.ts';
 import { DrainingError } from '../../services/server/src/sse/hub.ts';
 import { ConfigError } from '../../services/shared/config-file.ts';
 import { Subscriber, startServer, type TestServer } from '../helpers/server.ts';
@@ -160,10 +160,10 @@ function parseNotice(
 
 describe('refusals an EventSource survives', () => {
   test('the retry is Retry-After scaled by a factor in [0.5, 1.5)', () => {
-    assert.equal(refusalNotice('max_connections', 5, () => 0).retryMs, 2500);
-    assert.equal(refusalNotice('max_connections', 5, () => 0.5).retryMs, 5000);
-    assert.equal(refusalNotice('max_connections', 5, () => 0.9999).retryMs, 7500);
-    assert.equal(refusalNotice('shutting_down', 1, () => 0).event, 'shutdown');
+    assert.equal(refusalNotice('max_connections', () => 0)!.retryMs, 2500);
+    assert.equal(refusalNotice('max_connections', () => 0.5)!.retryMs, 5000);
+    assert.equal(refusalNotice('max_connections', () => 0.9999)!.retryMs, 7500);
+    assert.equal(refusalNotice('shutting_down', () => 0)!.event, 'shutdown');
   });
 
   test('at maxConnections: an event-stream request gets 200 + retry + overloaded, others 503', async () => {
@@ -244,7 +244,7 @@ describe('refusals an EventSource survives', () => {
   test('while shutting down: an event-stream request gets a shutdown notice, others 503', async () => {
     const t = await startServer({ cors: { allowedOrigins: [ALLOWED] } });
     try {
-      t.server.registry.draining = true;
+      t.server.lifecycle.draining = true;
       const n = parseNotice(await request(t.base, '/sse/test', { headers: SSE_ACCEPT }));
       assert.equal(n.event, 'shutdown');
       assert.equal(n.data.error, 'shutting_down');
@@ -253,23 +253,23 @@ describe('refusals an EventSource survives', () => {
       assert.equal(plain.status, 503);
       assert.equal(plain.headers['retry-after'], '1');
     } finally {
-      t.server.registry.draining = false;
+      t.server.lifecycle.draining = false;
       await t.close();
     }
   });
 });
 
 test('a stream 503 becomes a notice only for passing reasons', () => {
-  const draining = noticeFromError(unavailable(new DrainingError())!, () => 0);
+  const draining = noticeOf(refusalOf(new DrainingError())!, () => 0);
   assert.deepEqual(
     [draining?.event, draining?.reason, draining?.retryMs],
     ['shutdown', 'shutting_down', 500],
   );
-  const broker = noticeFromError(unavailable(new BrokerUnavailableError('down'))!, () => 0.5);
+  const broker = noticeOf(refusalOf(new BrokerUnavailableError('down'))!, () => 0.5);
   assert.deepEqual(
     [broker?.event, broker?.reason, broker?.retryMs],
     ['unavailable', 'broker_unavailable', 2000],
   );
   const internal = new HttpError(500, { error: 'internal', message: 'internal server error' });
-  assert.equal(noticeFromError(internal), null);
+  assert.equal(noticeOf(internal), null);
 });

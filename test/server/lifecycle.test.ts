@@ -6,6 +6,7 @@ import { runNode, spawnServer } from '../helpers/process.ts';
 import {
   dechunk,
   eventually,
+  openStreams,
   publish,
   rawExchange,
   Subscriber,
@@ -64,9 +65,9 @@ describe('clients that go away', () => {
         reqs.push(req);
       }
       await Promise.all(opened);
-      assert.equal(t.server.registry.size, 50);
+      assert.equal(openStreams(t.server), 50);
       for (const req of reqs) req.destroy();
-      await eventually(() => t.server.registry.size === 0, 5000, 'registry to empty');
+      await eventually(() => openStreams(t.server) === 0, 5000, 'registry to empty');
     }
     await publish(t.base, 'churn0', { data: 'after' });
     for (let i = 0; i < 5; i++) assert.equal(t.server.hub.subscriberCount(`churn${i}`), 0);
@@ -131,7 +132,7 @@ describe('graceful shutdown (a real process and SIGTERM)', () => {
           .on('error', reject);
       });
     assert.equal(await get('/readyz'), 200);
-    t.server.registry.draining = true;
+    t.server.lifecycle.draining = true;
     assert.equal(await get('/readyz'), 503);
     assert.equal(await get('/sse/test'), 503);
     agent.destroy();

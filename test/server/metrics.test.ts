@@ -10,6 +10,7 @@ import { ROOT } from '../helpers/process.ts';
 import { missingTool, promtoolCheck, startPrometheus } from '../helpers/prometheus.ts';
 import {
   eventually,
+  openStreams,
   publish,
   Subscriber,
   startServer,
@@ -143,7 +144,7 @@ describe('server metrics', () => {
       );
     }
     for (const s of subs) s.close();
-    await eventually(() => t.server.registry.size === 0, 5000, 'streams to close');
+    await eventually(() => openStreams(t.server) === 0, 5000, 'streams to close');
     const closed = await scrape(t.base);
     assert.equal(v(closed, `sse_connections_active{route="${CHANNEL}"}`), 0);
     assert.equal(v(closed, 'sse_connections_active{route="/sse/test"}'), 0);
@@ -185,7 +186,7 @@ describe('server metrics', () => {
     assert.equal(delta(after, later, 'sse_fanout_duration_seconds_count'), 1);
     assert.equal(delta(after, later, `sse_events_sent_total{route="${CHANNEL}"}`), 0);
     for (const s of subs) s.close();
-    await eventually(() => t.server.registry.size === 0, 5000, 'streams to close');
+    await eventually(() => openStreams(t.server) === 0, 5000, 'streams to close');
   });
 
   test('replayed events count as replayed and as sent; heartbeats and the demo route are counted', async () => {
@@ -204,7 +205,7 @@ describe('server metrics', () => {
     assert.ok(delta(replayed, beat, 'sse_heartbeats_sent_total') >= 1);
     assert.ok(delta(replayed, beat, 'sse_bytes_sent_total') >= ': ping\n\n'.length);
     sub.close();
-    await eventually(() => t.server.registry.size === 0, 5000, 'streams to close');
+    await eventually(() => openStreams(t.server) === 0, 5000, 'streams to close');
     const demo = await fetch(`${t.base}/sse/test?interval_ms=0&count=5`);
     await demo.text();
     const paced = new Subscriber(`${t.base}/sse/test?interval_ms=10&count=3`);
@@ -247,7 +248,7 @@ describe('server metrics', () => {
     // A refused request never counts as an opened stream.
     assert.equal(delta(before, after, `sse_connections_total{route="${CHANNEL}"}`), 0);
     assert.equal(delta(before, after, 'sse_connections_total{route="/sse/test"}'), 4);
-    await eventually(() => t.server.registry.size === 0, 5000, 'streams to close');
+    await eventually(() => openStreams(t.server) === 0, 5000, 'streams to close');
   });
 
   test('a slow consumer cut is counted once, and its stream leaves the gauge', async () => {
@@ -260,7 +261,7 @@ describe('server metrics', () => {
         await publish(t.base, 'metric-slow', { data: big });
       }
       await eventually(() => t.server.hub.subscriberCount('metric-slow') === 0, 5000, 'the cut');
-      await eventually(() => t.server.registry.size === 0, 5000, 'the stream to close');
+      await eventually(() => openStreams(t.server) === 0, 5000, 'the stream to close');
       const after = await scrape(t.base);
       assert.equal(delta(before, after, 'sse_slow_consumer_disconnects_total'), 1);
       assert.equal(v(after, `sse_connections_active{route="${CHANNEL}"}`), 0);
@@ -391,7 +392,7 @@ describe('exact accounting on a quiet server (no heartbeats)', () => {
     assert.equal(delta(before, after, 'sse_replayed_events_total'), 1);
     assert.equal(delta(before, after, 'sse_heartbeats_sent_total'), 0);
     for (const s of [...subs, replay]) s.close();
-    await eventually(() => t.server.registry.size === 0, 5000, 'streams to close');
+    await eventually(() => openStreams(t.server) === 0, 5000, 'streams to close');
   });
 
   test('a fan-out to many subscribers moves each hot-path counter with one call', async () => {
@@ -429,7 +430,7 @@ describe('exact accounting on a quiet server (no heartbeats)', () => {
     assert.equal(calls.bytesSent!.length, 1);
     assert.deepEqual(calls.fanout, [1]);
     for (const s of subs) s.close();
-    await eventually(() => t.server.registry.size === 0, 5000, 'streams to close');
+    await eventually(() => openStreams(t.server) === 0, 5000, 'streams to close');
   });
 });
 

@@ -34,7 +34,7 @@ function events(n: number, bytes: number): FramedEvent[] {
 }
 
 function pumped(conn: SseConnection, backlog: FramedEvent[]): Subscription {
-  const sub = new Subscription(conn, 'c');
+  const sub = new Subscription(conn, { name: 'c', leave() {} });
   sub.backlog = backlog;
   return sub;
 }

@@ -1,4 +1,4 @@
-// Builds the server: the SSE core (broker, hub, connection registry, metrics), the node:http server
+// Builds the server: the SSE core (broker, hub, open streams, metrics), the node:http server
 // with the stream routes in front and express behind it (health, metrics, publish, viewer, errors),
 // and the graceful shutdown (shutdown.ts).
 import type { Server } from 'node:http';
@@ -7,10 +7,12 @@ import express from 'express';
 import type { Broker } from './broker/broker.ts';
 import { createBroker, PUBLISH_WAIT_MS } from './broker/create-broker.ts';
 import type { ServerConfig } from './config.ts';
+import { type ClientAddressOf, clientAddressOf } from './http/client-address.ts';
 import { Cors } from './http/cors.ts';
 import { errorHandler, notFound } from './http/error-handler.ts';
 import { createMainServer, createMetricsServer, listenOn } from './http/http-servers.ts';
 import { timeRequests } from './http/request-timing.ts';
+import { Lifecycle } from './lifecycle.ts';
 import type { Logger } from './logger.ts';
 import { createServerMetrics, type ServerMetrics } from './metrics.ts';
 import { healthRouter } from './routes/health.ts';
@@ -19,13 +21,14 @@ import { StreamRouter } from './routes/stream-router.ts';
 import { viewerRouter } from './routes/viewer.ts';
 import { gracefulShutdown } from './shutdown.ts';
 import { Hub } from './sse/hub.ts';
-import { ConnectionRegistry } from './sse/registry.ts';
+import { OpenStreams } from './sse/open-streams.ts';
 
 export interface SseServer {
   readonly config: ServerConfig;
   readonly http: Server;
   readonly metricsHttp: Server | null;
-  readonly registry: ConnectionRegistry;
+  readonly lifecycle: Lifecycle;
+  readonly streams: OpenStreams;
   readonly hub: Hub;
   readonly broker: Broker;
   readonly metrics: ServerMetrics;
@@ -46,20 +49,22 @@ export interface ServerDeps {
 interface Core {
   broker: Broker;
   metrics: ServerMetrics;
-  registry: ConnectionRegistry;
+  lifecycle: Lifecycle;
+  streams: OpenStreams;
   hub: Hub;
 }
 
-/** Broker, metrics, connection registry and hub, wired to each other. */
+/** Broker, metrics, the draining state, open streams and hub, wired to each other. */
 function createCore(config: ServerConfig, deps: ServerDeps): Core {
   const { logger } = deps;
-  // The metrics read the registry and the broker only when scraped, after both exist.
+  // The metrics read the open streams and the broker only when scraped, after both exist.
   const metrics = createServerMetrics(
-    (route) => registry.countByRoute(route),
+    (route) => streams.countByRoute(route),
     () => broker.up,
   );
   const broker = deps.broker ?? createBroker(config, metrics);
-  const registry = new ConnectionRegistry(
+  const lifecycle = new Lifecycle();
+  const streams = new OpenStreams(
     {
       maxConnections: config.limits.maxConnections,
       maxConnectionsPerIp: config.limits.maxConnectionsPerIp,
@@ -68,6 +73,7 @@ function createCore(config: ServerConfig, deps: ServerDeps): Core {
     },
     logger,
     metrics,
+    lifecycle,
   );
   broker.onStateChange((up) => {
     if (up) logger.info({ event: 'broker_up', broker: broker.type }, 'broker connected');
@@ -78,18 +84,29 @@ function createCore(config: ServerConfig, deps: ServerDeps): Core {
       logger.warn({ event: 'channel_unavailable', channel, fault }, 'channel cannot be served');
     } else logger.info({ event: 'channel_available', channel }, 'channel served again');
   });
-  const hub = new Hub(broker, { retryMs: config.retryMs, publishWaitMs: PUBLISH_WAIT_MS }, metrics);
-  return { broker, metrics, registry, hub };
+  const hub = new Hub(
+    broker,
+    { retryMs: config.retryMs, publishWaitMs: PUBLISH_WAIT_MS },
+    metrics,
+    lifecycle,
+  );
+  return { broker, metrics, lifecycle, streams, hub };
 }
 
 /** Everything that is not a stream: health, metrics, publish, the viewer page, 404 and errors. */
-function buildExpress(config: ServerConfig, core: Core, cors: Cors, logger: Logger) {
+function buildExpress(
+  config: ServerConfig,
+  core: Core,
+  cors: Cors,
+  addressOf: ClientAddressOf,
+  logger: Logger,
+) {
   const app = express();
   app.disable('x-powered-by');
   app.disable('etag');
   app.use(timeRequests(core.metrics));
   app.use(healthRouter(core));
-  app.use(publishRouter(config, core.hub, cors));
+  app.use(publishRouter(config, core.hub, cors, addressOf));
   app.use(viewerRouter());
   app.use(notFound);
   app.use(errorHandler(config, logger));
@@ -101,9 +118,11 @@ export function createSseServer(config: ServerConfig, deps: ServerDeps): SseServ
   const core = createCore(config, deps);
   const { broker } = core;
   const cors = new Cors(config.cors.allowedOrigins, config.cors.allowCredentials);
-  const streams = new StreamRouter({ config, ...core, cors, logger });
-  const app = buildExpress(config, core, cors, logger);
-  const http = createMainServer(config, streams, app, logger);
+  // Behind a trusted proxy on this host the socket is loopback for every client: ask who is behind.
+  const addressOf = clientAddressOf(config.trustProxy);
+  const router = new StreamRouter({ config, ...core, cors, addressOf, logger });
+  const app = buildExpress(config, core, cors, addressOf, logger);
+  const http = createMainServer(config, router, app, logger);
   const metricsHttp = config.metrics.port > 0 ? createMetricsServer(app) : null;
   let stopping: Promise<void> | null = null;
 

@@ -1,10 +1,27 @@
 // Server configuration: config/server.yaml, overridden by environment variables, validated by zod.
 import { fileURLToPath } from 'node:url';
+import proxyaddr from 'proxy-addr';
 import { z } from 'zod';
 import { type EnvBinding, loadConfig } from '../../shared/config-file.ts';
-import { checkTrustProxy } from './http/client-address.ts';
 
 const int = (min: number, max: number) => z.number().int().min(min).max(max);
+
+/**
+ * Throws a one-line error naming the first trustProxy entry that is not an IP address, a CIDR
+ * (`10.0.0.0/8`, `fd00::/8`) or one of proxy-addr's names (`loopback`, `linklocal`,
+ * `uniquelocal`): proxy-addr (http/client-address.ts) compiles the same list.
+ */
+export function checkTrustProxy(entries: readonly string[]): void {
+  for (const entry of entries) {
+    try {
+      proxyaddr.compile(entry);
+    } catch {
+      throw new Error(
+        `"${entry}" is not an IP address, a CIDR or one of loopback, linklocal, uniquelocal`,
+      );
+    }
+  }
+}
 
 const tokenSchema = z.string().max(4096);
 

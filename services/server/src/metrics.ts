@@ -3,16 +3,8 @@
 import { Counter, Gauge, Histogram, Registry } from 'prom-client';
 import { packageVersion } from '../../shared/cli.ts';
 import { registerDefaultMetrics } from '../../shared/default-metrics.ts';
-import type { StreamRoute } from './sse/connection.ts';
-
-export const STREAM_ROUTES: readonly StreamRoute[] = ['/sse/test', '/sse/channels/:channel'];
-export const REJECT_REASONS = [
-  'max_connections',
-  'per_ip_limit',
-  'unauthorized',
-  'bad_request',
-] as const;
-export type RejectReason = (typeof REJECT_REASONS)[number];
+import { REJECT_REASONS } from './refusals.ts';
+import { STREAM_ROUTES, type StreamRoute } from './stream-routes.ts';
 
 export const BROKER_OPS = ['publish', 'replay', 'join', 'read'] as const;
 export type BrokerOp = (typeof BROKER_OPS)[number];

@@ -6,32 +6,35 @@ import type { Server } from 'node:http';
 import type { Broker } from './broker/broker.ts';
 import type { ServerConfig } from './config.ts';
 import { closeServer } from './http/http-servers.ts';
+import type { Lifecycle } from './lifecycle.ts';
 import type { Logger } from './logger.ts';
 import type { Hub } from './sse/hub.ts';
-import type { ConnectionRegistry } from './sse/registry.ts';
+import type { OpenStreams } from './sse/open-streams.ts';
 
 export interface ShutdownParts {
   config: ServerConfig;
   http: Server;
   metricsHttp: Server | null;
-  registry: ConnectionRegistry;
+  lifecycle: Lifecycle;
+  streams: OpenStreams;
   hub: Hub;
   broker: Broker;
   logger: Logger;
 }
 
 export async function gracefulShutdown(parts: ShutdownParts): Promise<void> {
-  const { config, http, metricsHttp, registry, hub, broker, logger } = parts;
+  const { config, http, metricsHttp, lifecycle, streams, hub, broker, logger } = parts;
   const deadline = Date.now() + config.shutdownTimeoutMs - 250;
-  registry.draining = true;
+  // From now on readiness is 503, new streams and publishes are refused.
+  lifecycle.draining = true;
   const closed = closeServer(http);
   // Publishes now answer 503; those already accepted reach every open stream before it ends.
   await hub.drain(Date.now() + Math.min(2000, config.shutdownTimeoutMs / 2));
-  const ended = registry.endAll(config.retryMs, config.shutdownRetryJitterMs);
+  const ended = streams.endAll(config.retryMs, config.shutdownRetryJitterMs);
   logger.info({ event: 'shutdown', streams: ended }, 'shutting down: streams ended');
   const timedOut = await closeWhenIdle(http, closed, deadline);
   if (timedOut) {
-    registry.destroyAll();
+    streams.destroyAll();
     http.closeAllConnections();
     await closed;
   }

@@ -11,13 +11,9 @@ export interface EventInput {
   readonly data: string;
 }
 
-/** An event's id, parsed and as text: what a publish answers with. */
-export interface PublishedId extends EventId {
-  /** `<ms>-<seq>` */
+/** An event with its id (parsed, and as `<ms>-<seq>` text) and its SSE bytes. */
+export interface FramedEvent extends EventId {
   readonly id: string;
-}
-
-export interface FramedEvent extends PublishedId {
   /** `event: ...\ndata: ...\nid: ...\n\n`, the same bytes for every subscriber. */
   readonly payload: Buffer;
 }
@@ -48,7 +44,7 @@ export interface PublishAnswer {
  * the channel, nothing: the first answer again, "still in flight", or "that key had another body".
  */
 export type PublishOutcome =
-  | { readonly kind: 'published'; readonly ids: PublishedId[] }
+  | { readonly kind: 'published'; readonly ids: readonly string[]; readonly last: EventId }
   | { readonly kind: 'replayed'; readonly answer: PublishAnswer }
   | { readonly kind: 'in_flight' }
   | { readonly kind: 'key_reused' };
@@ -114,12 +110,12 @@ export interface Broker {
   /** Records the answer given to an idempotent publish, for its retries (not awaited). */
   settleIdempotent(channel: string, key: string, answer: PublishAnswer): void;
   /** The record's answer to a Last-Event-ID: its placement and every held event after it. */
-  replay(channel: string, lastEventId: string): Replay | Promise<Replay>;
+  replay(channel: string, lastEventId: string): Promise<Replay>;
   /**
-   * This process has subscribers for the channel: deliver its events from now on. Returns the id
-   * after which live delivery starts (every later event reaches the listener).
+   * This process has subscribers for the channel: deliver its events from now on. Resolves with
+   * the id after which live delivery starts (every later event reaches the listener).
    */
-  join(channel: string): EventId | Promise<EventId>;
+  join(channel: string): Promise<EventId>;
   /** This process no longer has subscribers for the channel. */
   leave(channel: string): void;
   setListener(listener: BrokerListener): void;

@@ -103,37 +103,39 @@ export class MemoryBroker implements Broker {
       rec.history.push(framed);
       out[i] = framed;
     }
-    if (idempotency !== undefined) {
-      this.keys.add(
-        channel,
-        idempotency,
-        out.map((e) => e.id),
-      );
-    }
+    const ids = out.map((e) => e.id);
+    if (idempotency !== undefined) this.keys.add(channel, idempotency, ids);
     this.listener?.(channel, out);
-    return Promise.resolve({ kind: 'published', ids: out });
+    return Promise.resolve({ kind: 'published', ids, last: out[out.length - 1]! });
   }
 
   settleIdempotent(channel: string, key: string, answer: PublishAnswer): void {
     this.keys.settle(channel, key, answer);
   }
 
-  replay(channel: string, lastEventId: string): Replay {
+  replay(channel: string, lastEventId: string): Promise<Replay> {
     const history = this.records.get(channel)?.history;
     if (history === undefined) {
-      return {
-        placement: placeLastEventId(lastEventId, { oldest: null, last: null, maxDeleted: null }),
-        events: [],
-      };
+      const placement = placeLastEventId(lastEventId, {
+        oldest: null,
+        last: null,
+        maxDeleted: null,
+      });
+      return Promise.resolve({ placement, events: [] });
     }
     const placement = placeLastEventId(lastEventId, history);
-    return { placement, events: history.after(placement.after) };
+    return Promise.resolve({ placement, events: history.after(placement.after) });
   }
 
-  join(channel: string): EventId {
-    const rec = this.record(channel);
+  join(channel: string): Promise<EventId> {
+    let rec: ChannelRecord;
+    try {
+      rec = this.record(channel);
+    } catch (err) {
+      return Promise.reject(err);
+    }
     rec.joined = true;
-    return this.ids.last;
+    return Promise.resolve(this.ids.last);
   }
 
   leave(channel: string): void {

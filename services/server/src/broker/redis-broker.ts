@@ -24,7 +24,6 @@ import {
   type FramedEvent,
   type IdempotencyRequest,
   type PublishAnswer,
-  type PublishedId,
   type PublishOutcome,
   type Replay,
 } from './broker.ts';
@@ -259,15 +258,12 @@ export class RedisBroker implements Broker {
     switch (reply[0]) {
       case 'ok': {
         this.healthy(channel);
-        const ids: PublishedId[] = [];
-        for (const text of reply[1]) {
-          const id = parseEventId(text);
-          if (id === null) {
-            throw this.unavailable('publish', new Error(`bad XADD reply ${text}`), 'unknown');
-          }
-          ids.push({ ms: id.ms, seq: id.seq, id: text });
+        const ids = reply[1];
+        const last = parseEventId(ids[ids.length - 1] ?? '');
+        if (last === null) {
+          throw this.unavailable('publish', new Error(`bad XADD reply ${ids}`), 'unknown');
         }
-        return { kind: 'published', ids };
+        return { kind: 'published', ids, last };
       }
       case 'dup':
         return readRecord(

@@ -3,15 +3,15 @@
 import express from 'express';
 import type { Broker } from '../broker/broker.ts';
 import { methodNotAllowed } from '../http/method-not-allowed.ts';
+import type { Lifecycle } from '../lifecycle.ts';
 import type { ServerMetrics } from '../metrics.ts';
-import type { ConnectionRegistry } from '../sse/registry.ts';
 
 export function healthRouter(deps: {
   broker: Broker;
-  registry: ConnectionRegistry;
+  lifecycle: Lifecycle;
   metrics: ServerMetrics;
 }): express.Router {
-  const { broker, registry, metrics } = deps;
+  const { broker, lifecycle, metrics } = deps;
   const router = express.Router();
   router.get('/healthz', (_req, res) => {
     res.json({ status: 'ok' });
@@ -19,7 +19,7 @@ export function healthRouter(deps: {
   router.all('/healthz', methodNotAllowed('GET, HEAD'));
   router.get('/readyz', (_req, res) => {
     const state = { type: broker.type, up: broker.up };
-    if (registry.draining) res.status(503).json({ status: 'shutting_down', broker: state });
+    if (lifecycle.draining) res.status(503).json({ status: 'shutting_down', broker: state });
     else if (!broker.up) res.status(503).json({ status: 'broker_down', broker: state });
     else res.json({ status: 'ready', broker: state });
   });

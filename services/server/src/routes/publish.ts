@@ -4,7 +4,7 @@ import { createHash } from 'node:crypto';
 import express, { type NextFunction, type Request, type Response } from 'express';
 import type { EventInput, IdempotencyRequest } from '../broker/broker.ts';
 import type { ServerConfig } from '../config.ts';
-import { clientAddressOf } from '../http/client-address.ts';
+import type { ClientAddressOf } from '../http/client-address.ts';
 import type { Cors } from '../http/cors.ts';
 import { badRequest, HttpError } from '../http/errors.ts';
 import { verifyJsonDepth } from '../http/json-depth.ts';
@@ -13,7 +13,7 @@ import { PublishGuard } from '../http/publish-guard.ts';
 import { checkChannelName } from '../sse/channel-name.ts';
 import type { Hub } from '../sse/hub.ts';
 import { validEventName } from '../wire/encode.ts';
-import { unavailable } from './unavailable.ts';
+import { refusalOf } from './refusal-of.ts';
 
 const MAX_EVENT_NAME = 256;
 
@@ -45,7 +45,7 @@ function toInput(item: unknown, where: string): EventInput {
   return { event, data };
 }
 
-export function parsePublishBody(body: unknown, maxBatch: number): EventInput[] {
+function parsePublishBody(body: unknown, maxBatch: number): EventInput[] {
   if (body === null || typeof body !== 'object') {
     throw badRequest('the body must be a JSON object or an array of objects');
   }
@@ -83,10 +83,9 @@ export function idempotencyOf(
 }
 
 /** Refuses (401/403/415) a publish request before its body is read (see http/publish-guard.ts). */
-function publishGuard(config: ServerConfig) {
+function publishGuard(config: ServerConfig, addressOf: ClientAddressOf) {
   const guard = new PublishGuard(config.publish.token, config.cors.allowedOrigins);
   // Behind a trusted proxy on this host the socket is loopback for every client: ask who is behind.
-  const addressOf = clientAddressOf(config.trustProxy);
   return (req: Request, _res: Response, next: NextFunction): void => {
     next(guard.check(req.headers, addressOf(req)) ?? undefined);
   };
@@ -130,7 +129,7 @@ function publishHandler(config: ServerConfig, hub: Hub) {
           });
       }
     } catch (err) {
-      next(unavailable(err) ?? err);
+      next(refusalOf(err) ?? err);
     }
   };
 }
@@ -141,7 +140,12 @@ const PUBLISH_PATH = '/channels/:channel/events';
  * The publish route: OPTIONS (CORS preflight), POST (guard before the body is read, JSON body
  * bounded in size and depth, then the hub), anything else 405; CORS headers on every answer.
  */
-export function publishRouter(config: ServerConfig, hub: Hub, cors: Cors): express.Router {
+export function publishRouter(
+  config: ServerConfig,
+  hub: Hub,
+  cors: Cors,
+  addressOf: ClientAddressOf,
+): express.Router {
   const router = express.Router();
   const withCors = (req: Request, res: Response, next: NextFunction): void => {
     res.set(cors.responseHeaders(req.headers));
@@ -154,7 +158,7 @@ export function publishRouter(config: ServerConfig, hub: Hub, cors: Cors): expre
   router.post(
     PUBLISH_PATH,
     withCors,
-    publishGuard(config),
+    publishGuard(config, addressOf),
     express.json({
       limit: config.channels.maxBodyBytes,
       type: () => true,

@@ -1,38 +1,34 @@
 // The event-stream routes, served by the SSE core directly on node:http ahead of express (see
 // docs/ARCHITECTURE.md: express's per-request routing cost more than half the throughput of short
 // streams). Everything else goes on to express.
-//   GET|HEAD /sse/test               the example's demo stream
+//   GET|HEAD /sse/test               the example stream
 //   GET|HEAD /sse/channels/:channel  a channel subscription (retry, replay, live events)
 //   OPTIONS  on both                  CORS preflight
 import type { IncomingMessage, OutgoingHttpHeaders, ServerResponse } from 'node:http';
 import type { ServerConfig } from '../config.ts';
 import { bearerToken, TokenCheck, UNAUTHORIZED_HEADERS } from '../http/auth.ts';
-import { type ClientAddressOf, clientAddressOf } from '../http/client-address.ts';
+import type { ClientAddressOf } from '../http/client-address.ts';
 import { type Cors, streamHeaders } from '../http/cors.ts';
-import { HttpError, sendError, sendJson } from '../http/errors.ts';
+import { HttpError, sendJson } from '../http/errors.ts';
 import { intParam, lastEventIdParam, rawLastEventId } from '../http/params.ts';
 import type { Logger } from '../logger.ts';
 import type { ServerMetrics } from '../metrics.ts';
+import { Refusal } from '../refusals.ts';
 import { channelName } from '../sse/channel-name.ts';
-import { SseConnection, type StreamRoute, wantsClose } from '../sse/connection.ts';
+import { SseConnection } from '../sse/connection.ts';
 import type { Hub } from '../sse/hub.ts';
-import type { ConnectionRegistry } from '../sse/registry.ts';
+import type { OpenStreams } from '../sse/open-streams.ts';
+import { respondWhole, wantsClose } from '../sse/transport.ts';
+import type { StreamRoute } from '../stream-routes.ts';
 import {
-  DEMO_DEFAULT_COUNT,
-  DEMO_DEFAULT_INTERVAL_MS,
-  DEMO_MAX_COUNT,
-  DEMO_MAX_INTERVAL_MS,
-  startDemo,
-} from './demo-stream.ts';
-import {
-  acceptsEventStream,
-  noticeFromError,
-  REFUSAL_MESSAGES,
-  refusalNotice,
-  sendRefusalEvent,
-  withHeaders,
-} from './stream-refusal.ts';
-import { unavailable } from './unavailable.ts';
+  EXAMPLE_DEFAULT_COUNT,
+  EXAMPLE_DEFAULT_INTERVAL_MS,
+  EXAMPLE_MAX_COUNT,
+  EXAMPLE_MAX_INTERVAL_MS,
+  startExample,
+} from './example-stream.ts';
+import { refusalOf } from './refusal-of.ts';
+import { sendRefusal } from './stream-refusal.ts';
 
 const CHANNEL_PREFIX = '/sse/channels/';
 const STREAM_METHODS = 'GET, HEAD, OPTIONS';
@@ -41,17 +37,17 @@ export interface StreamRouterDeps {
   config: ServerConfig;
   /** Where unexpected errors of one stream are logged (once each). */
   logger?: Logger;
-  registry: ConnectionRegistry;
+  streams: OpenStreams;
   hub: Hub;
   metrics: ServerMetrics;
   cors: Cors;
+  /** The client's address (behind a trusted proxy: from X-Forwarded-For) for limits and logs. */
+  addressOf: ClientAddressOf;
 }
 
 export class StreamRouter {
   private readonly deps: StreamRouterDeps;
   private readonly subscribeToken: TokenCheck | null;
-  /** The client's address (behind a trusted proxy: from X-Forwarded-For) for limits and logs. */
-  private readonly addressOf: ClientAddressOf;
   /** The stream headers when every origin is allowed: the same for every request (HTTP/1.1, 1.0). */
   private readonly fixedHeaders: readonly [OutgoingHttpHeaders, OutgoingHttpHeaders] | null;
 
@@ -59,7 +55,6 @@ export class StreamRouter {
     this.deps = deps;
     const token = deps.config.subscribe.token;
     this.subscribeToken = token ? new TokenCheck(token) : null;
-    this.addressOf = clientAddressOf(deps.config.trustProxy);
     const anyOrigin = deps.config.cors.allowedOrigins.includes('*');
     this.fixedHeaders = anyOrigin
       ? [
@@ -108,35 +103,37 @@ export class StreamRouter {
     }
     const query = new URLSearchParams(q < 0 ? '' : url.slice(q + 1));
     try {
-      if (route === '/sse/test') this.demo(req, res, query);
+      if (route === '/sse/test') this.example(req, res, query);
       else this.subscribe(req, res, channel, query);
     } catch (err) {
       if (!(err instanceof HttpError)) throw err;
       if (err.status === 400) this.deps.metrics.connectionsRejected.labels('bad_request').inc();
-      sendError(res, withHeaders(err, this.deps.cors.responseHeaders(req.headers)));
+      this.refuse(req, res, err);
     }
     return true;
   }
 
-  private demo(req: IncomingMessage, res: ServerResponse, query: URLSearchParams): void {
-    const count = intParam(query, 'count', 1, DEMO_MAX_COUNT, DEMO_DEFAULT_COUNT);
+  private example(req: IncomingMessage, res: ServerResponse, query: URLSearchParams): void {
+    const count = intParam(query, 'count', 1, EXAMPLE_MAX_COUNT, EXAMPLE_DEFAULT_COUNT);
     const interval = intParam(
       query,
       'interval_ms',
       0,
-      DEMO_MAX_INTERVAL_MS,
-      DEMO_DEFAULT_INTERVAL_MS,
+      EXAMPLE_MAX_INTERVAL_MS,
+      EXAMPLE_DEFAULT_INTERVAL_MS,
     );
     const last = lastEventIdParam(req.headers['last-event-id'], query);
     const start = last === null ? 0 : last + 1;
     if (start >= count) {
-      this.noContent(req, res);
+      res.writeHead(204, this.deps.cors.responseHeaders(req.headers));
+      res.end();
       return;
     }
-    // Every demo stream is a registered connection: it counts toward the limits.
-    const conn = this.open(req, res, '/sse/test');
+    // Every example stream is a registered connection: it counts toward the limits.
+    const conn = this.admitStream(req, res, '/sse/test');
     if (conn === null) return;
-    startDemo(conn, this.headers(req), { start, count, intervalMs: interval }, this.deps.metrics);
+    const example = { start, count, intervalMs: interval };
+    startExample(conn, this.headers(req), example, this.deps.metrics);
   }
 
   private subscribe(
@@ -150,48 +147,47 @@ export class StreamRouter {
       const presented = bearerToken(req.headers) ?? query.get('access_token');
       if (!this.subscribeToken.matches(presented)) {
         this.deps.metrics.connectionsRejected.labels('unauthorized').inc();
-        sendJson(
+        this.refuse(
+          req,
           res,
-          401,
-          { error: 'unauthorized', message: 'a valid subscribe token is required' },
-          { ...UNAUTHORIZED_HEADERS, ...this.deps.cors.responseHeaders(req.headers) },
+          new HttpError(
+            401,
+            { error: 'unauthorized', message: 'a valid subscribe token is required' },
+            UNAUTHORIZED_HEADERS,
+          ),
         );
         return;
       }
     }
     // Any Last-Event-ID is taken: one the channel's record cannot place gets an explicit reset.
     const last = rawLastEventId(req.headers['last-event-id'], query)?.value.slice(0, 256) ?? null;
-    const conn = this.open(req, res, '/sse/channels/:channel');
+    const conn = this.admitStream(req, res, '/sse/channels/:channel');
     if (conn === null) return;
-    let opening: void | Promise<void>;
-    try {
-      opening = this.deps.hub.subscribe(conn, name, last, this.headers(req));
-    } catch (err) {
-      this.refuseOpened(req, res, err);
-      return;
-    }
-    opening?.catch((err: unknown) => this.refuseOpened(req, res, err));
+    this.deps.hub
+      .subscribe(conn, name, last, this.headers(req))
+      .catch((err: unknown) => this.refuseStarted(req, res, err));
   }
 
   /**
-   * A stream that could not start (broker down, channel limit, shutdown): 503 JSON (an EventSource
-   * gets the 200 notice with a retry instead), or a cut when the stream had begun.
+   * A stream that could not start (broker down, channel limit, shutdown): its refusal (an
+   * EventSource gets the notice), or a cut when the stream had begun. Anything else is a bug:
+   * logged once here, a 500 (or a cut) for this stream alone.
    */
-  private refuseOpened(req: IncomingMessage, res: ServerResponse, err: unknown): void {
-    let answer = unavailable(err);
-    if (answer === null) {
-      // Unexpected: logged once here, a 500 (or a cut) for this stream alone.
+  private refuseStarted(req: IncomingMessage, res: ServerResponse, err: unknown): void {
+    let refusal: HttpError | null = refusalOf(err);
+    if (refusal === null) {
       this.deps.logger?.error({ err, route: '/sse/channels/:channel' }, 'stream failed to open');
-      answer = new HttpError(500, { error: 'internal', message: 'internal server error' });
+      refusal = new HttpError(500, { error: 'internal', message: 'internal server error' });
     }
     if (res.headersSent || res.destroyed) {
       res.destroy();
       return;
     }
-    const cors = this.deps.cors.responseHeaders(req.headers);
-    const notice = acceptsEventStream(req) ? noticeFromError(answer) : null;
-    if (notice !== null) sendRefusalEvent(res, notice, cors);
-    else sendError(res, withHeaders(answer, cors));
+    this.refuse(req, res, refusal);
+  }
+
+  private refuse(req: IncomingMessage, res: ServerResponse, err: HttpError): void {
+    sendRefusal(req, res, err, this.deps.cors.responseHeaders(req.headers));
   }
 
   private headers(req: IncomingMessage): OutgoingHttpHeaders {
@@ -200,56 +196,29 @@ export class StreamRouter {
     return streamHeaders(this.deps.cors.responseHeaders(req.headers), http10);
   }
 
-  private headOnly(req: IncomingMessage, res: ServerResponse): void {
-    res.writeHead(200, this.headers(req));
-    if (wantsClose(req)) res.end(() => req.socket.end());
-    else res.end();
-  }
-
-  private noContent(req: IncomingMessage, res: ServerResponse): void {
-    res.writeHead(204, this.deps.cors.responseHeaders(req.headers));
-    res.end();
-  }
-
-  /** Applies the connection limits; answers 503/429 and returns false when the stream may not open. */
-  private admit(req: IncomingMessage, res: ServerResponse, ip: string): boolean {
-    const { registry, metrics, cors } = this.deps;
-    const refusal = registry.admit(ip);
-    if (refusal === null) return true;
-    const corsHeaders = cors.responseHeaders(req.headers);
-    if (refusal !== 'shutting_down') metrics.connectionsRejected.labels(refusal).inc();
-    const retryAfter = refusal === 'shutting_down' ? 1 : 5;
-    if (req.method === 'GET' && acceptsEventStream(req)) {
-      // An EventSource treats any non-200 as fatal and ignores Retry-After: a 200 that says
-      // "come back in a while" and ends keeps it reconnecting on its own (docs/BROWSERS.md).
-      sendRefusalEvent(res, refusalNotice(refusal, retryAfter), corsHeaders);
-      return false;
-    }
-    const [status, error] =
-      refusal === 'per_ip_limit' ? [429, 'too_many_connections'] : [503, 'unavailable'];
-    sendJson(
-      res,
-      status,
-      { error, message: REFUSAL_MESSAGES[refusal] },
-      { ...corsHeaders, 'Retry-After': String(retryAfter) },
-    );
-    return false;
-  }
-
-  /** Admits and registers a stream, or answers and returns null. HEAD gets headers only. */
-  private open(
+  /**
+   * Applies the connection limits and registers the stream, or answers (the refusal; HEAD: the
+   * headers only) and returns null.
+   */
+  private admitStream(
     req: IncomingMessage,
     res: ServerResponse,
     route: StreamRoute,
   ): SseConnection | null {
-    const ip = this.addressOf(req);
-    if (!this.admit(req, res, ip)) return null;
-    if (req.method === 'HEAD') {
-      this.headOnly(req, res);
+    const { streams, metrics, config, addressOf } = this.deps;
+    const ip = addressOf(req);
+    const refused = streams.admit(ip);
+    if (refused !== null) {
+      if (refused !== 'shutting_down') metrics.connectionsRejected.labels(refused).inc();
+      this.refuse(req, res, new Refusal(refused));
       return null;
     }
-    const conn = new SseConnection(req, res, route, this.deps.config.limits.maxBufferedBytes, ip);
-    this.deps.registry.add(conn);
+    if (req.method === 'HEAD') {
+      respondWhole(res, this.headers(req), null, wantsClose(req));
+      return null;
+    }
+    const conn = new SseConnection(req, res, route, config.limits.maxBufferedBytes, ip);
+    streams.add(conn);
     return conn;
   }
 }

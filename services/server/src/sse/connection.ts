@@ -1,25 +1,24 @@
-// One open event stream. Holds no closures and no timers of its own on the fan-out path: the hub
-// and the registry keep their per-connection state in plain fields here.
+// One open event stream: its transport, its bounds, and its own state (opened, ended and why,
+// when it last wrote, what it sent, what the stall rule saw). Holds no closures and no timers of
+// its own on the fan-out path; whatever it carries (a channel subscription, the example's
+// progress) is its one owner, told once when the stream closes.
 import type { IncomingMessage, OutgoingHttpHeaders, ServerResponse } from 'node:http';
 import type { Socket } from 'node:net';
-import type { DemoProgress } from './demo-progress.ts';
-import type { Subscription } from './subscription.ts';
-import { ChunkedSocketTransport, ResponseTransport, type StreamTransport } from './transport.ts';
-
-export type StreamRoute = '/sse/test' | '/sse/channels/:channel';
+import type { StreamRoute } from '../stream-routes.ts';
+import {
+  ChunkedSocketTransport,
+  ResponseTransport,
+  respondWhole,
+  type StreamTransport,
+  wantsClose,
+} from './transport.ts';
 
 /** Why a stream ended, for logs and metrics. */
 export type CloseReason = 'complete' | 'client' | 'slow_consumer' | 'shutdown' | 'error';
 
-/** Something that must forget a connection when it closes (the hub). */
-export interface ConnectionOwner {
-  detach(conn: SseConnection): void;
-}
-
-/** True when the request asked for `Connection: close`. */
-export function wantsClose(req: IncomingMessage): boolean {
-  const value = req.headers.connection;
-  return value !== undefined && /(?:^|,)\s*close\s*(?:,|$)/i.test(value);
+/** What a stream carries (a subscription, the example's progress): told once when it closes. */
+export interface StreamOwner {
+  streamClosed(conn: SseConnection): void;
 }
 
 export class SseConnection {
@@ -39,27 +38,23 @@ export class SseConnection {
    * `Connection: keep-alive` header, but the socket is closed after the response ends.
    */
   readonly closeAfterEnd: boolean;
-  /** The status line and headers were written (heartbeats and ends wait for it). */
-  opened = false;
-  /** No more writes: the response was ended or the socket is gone. */
-  ended = false;
-  closeReason: CloseReason = 'client';
+  private headSent = false;
+  private done = false;
+  private why: CloseReason = 'client';
   /** Date.now() of the last write, for the heartbeat. */
   lastWriteAt = Date.now();
+  /** SSE bytes written (framing excluded). */
+  bytesSent = 0;
+  /** What this stream carries; told once when it closes. */
+  owner: StreamOwner | null = null;
   /** Stall rule (see stalled()): the most bytes the client took so far, and since when not more. */
-  sentMark = 0;
-  stalledSince = 0;
+  private sentMark = 0;
+  private stalledSince = 0;
   /** The last kernel scan: bytes in the socket's send queue (-1: never scanned), and acked then. */
-  kernelQueued = -1;
-  ackedAtScan = 0;
+  private kernelQueued = -1;
+  private ackedAtScan = 0;
   /** The socket's inode, for the kernel scan (0: unknown). */
   inode = 0;
-
-  /** Who must forget this stream when it closes (the hub), and its channel membership. */
-  owner: ConnectionOwner | null = null;
-  subscription: Subscription | null = null;
-  /** The example stream's progress (/sse/test only). */
-  demo: DemoProgress | null = null;
 
   constructor(
     req: IncomingMessage,
@@ -82,15 +77,38 @@ export class SseConnection {
       : new ResponseTransport(res, this.socket);
   }
 
+  /** The status line and headers were written (heartbeats and ends wait for it). */
+  get opened(): boolean {
+    return this.headSent;
+  }
+
+  /** No more writes: the response was ended or the socket is gone. */
+  get ended(): boolean {
+    return this.done;
+  }
+
+  get closeReason(): CloseReason {
+    return this.why;
+  }
+
   /**
    * Sends the status line and headers together with the first bytes (one chunk made of `parts`,
    * written without copying them), so that they leave in one write.
    */
-  open(headers: OutgoingHttpHeaders, parts: readonly Buffer[] = []): void {
-    this.opened = true;
+  sendHead(headers: OutgoingHttpHeaders, parts: readonly Buffer[] = []): void {
+    this.headSent = true;
     this.socket.setNoDelay(true);
     this.transport.sendHead(headers, parts);
-    this.lastWriteAt = Date.now();
+    this.wrote(parts);
+  }
+
+  /** A whole stream in one write (headers, every event, the end): the example's short streams. */
+  respondWhole(headers: OutgoingHttpHeaders, body: Buffer): void {
+    this.headSent = true;
+    this.done = true;
+    this.why = 'complete';
+    respondWhole(this.res, headers, body, this.closeAfterEnd);
+    this.bytesSent += body.length;
   }
 
   /**
@@ -99,18 +117,28 @@ export class SseConnection {
    * exceeding its buffer bound (a slow consumer).
    */
   send(payload: Buffer, framed?: Buffer): boolean {
-    if (this.ended) return false;
-    if (this.transport.sendChunk(payload, framed) <= this.maxBufferedBytes) return true;
+    if (this.done) return false;
+    const waiting = this.transport.sendChunk(payload, framed);
+    this.lastWriteAt = Date.now();
+    this.bytesSent += payload.length;
+    if (waiting <= this.maxBufferedBytes) return true;
     this.destroy('slow_consumer');
     return false;
   }
 
   /** Several payloads in one write (a replay page). False when the stream is gone or was cut. */
   sendParts(parts: readonly Buffer[]): boolean {
-    if (this.ended) return false;
-    if (this.transport.sendParts(parts) <= this.maxBufferedBytes) return true;
+    if (this.done) return false;
+    const waiting = this.transport.sendParts(parts);
+    this.wrote(parts);
+    if (waiting <= this.maxBufferedBytes) return true;
     this.destroy('slow_consumer');
     return false;
+  }
+
+  private wrote(parts: readonly Buffer[]): void {
+    this.lastWriteAt = Date.now();
+    for (const p of parts) this.bytesSent += p.length;
   }
 
   /**
@@ -118,7 +146,7 @@ export class SseConnection {
    * buffer as the last kernel scan saw it) and the client took none of them for `stallMs` (a
    * client that stopped reading). Progress is the highest count of bytes the client is known to
    * have taken: acknowledged by its TCP stack per the kernel scan, or, without one, handed to the
-   * kernel. Checked once per registry tick.
+   * kernel. Checked once per tick of the stream watch.
    */
   stalled(now: number, stallMs: number): boolean {
     const pending = this.transport.pending();
@@ -148,19 +176,27 @@ export class SseConnection {
 
   /** Ends the response cleanly (the chunked terminator), after an optional last payload. */
   end(last?: Buffer, reason: CloseReason = 'complete'): void {
-    if (this.ended) return;
+    if (this.done) return;
     if (last !== undefined && last.length > 0) this.send(last);
-    if (this.ended) return; // cut off by the write above
-    this.ended = true;
-    this.closeReason = reason;
+    if (this.done) return; // cut off by the write above
+    this.done = true;
+    this.why = reason;
     this.transport.end(this.closeAfterEnd);
   }
 
   /** Drops the connection at once (no terminator): slow consumers and forced shutdown. */
   destroy(reason: CloseReason): void {
-    if (this.ended && this.socket.destroyed) return;
-    this.ended = true;
-    this.closeReason = reason;
+    if (this.done && this.socket.destroyed) return;
+    this.done = true;
+    this.why = reason;
     this.socket.destroy();
+  }
+
+  /** The response has closed (whatever the cause): no more writes; the owner forgets it. */
+  closed(): void {
+    this.done = true;
+    const owner = this.owner;
+    this.owner = null;
+    owner?.streamClosed(this);
   }
 }

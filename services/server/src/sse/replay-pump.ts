@@ -80,7 +80,6 @@ export class ReplayPump {
     const max = Math.min(REPLAY_PAGE_BYTES, conn.maxBufferedBytes);
     const page = nextPage(backlog, sub.backlogNext, max);
     if (!conn.sendParts(page.parts)) return; // cut: the close path forgets it
-    conn.lastWriteAt = Date.now();
     sub.backlogNext = page.next;
     sub.cursor = backlog[page.next - 1]!;
     this.hooks.written(page.parts.length, page.bytes);

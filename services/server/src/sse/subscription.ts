@@ -1,34 +1,41 @@
-// A subscriber of a channel: where it sits in the channel, and its side of the history/live seam
-// (as Mercure's LocalSubscriber owns its history and live queue). It is opened with its replay;
-// while the stream is not open, or its replay is still being written as the socket drains, live
-// events wait in its queue; once everything up to the channel's live position is written it
-// takes the shared chunk of every flush ('live').
+// A subscriber of a channel and its side of the history/live seam (as Mercure's LocalSubscriber
+// owns its history and live queue). It is started with its replay; while its stream is not open,
+// or its replay is still being written as the socket drains, live events wait in its queue; once
+// everything up to the channel's live position is written it says so (caughtUp) and takes the
+// shared chunk of every flush.
 import type { FramedEvent } from '../broker/broker.ts';
 import { compareIds, type EventId } from '../broker/event-id.ts';
-import type { SseConnection } from './connection.ts';
+import type { SseConnection, StreamOwner } from './connection.ts';
 
-export class Subscription {
+/** The channel a subscription belongs to, as far as the subscription needs it. */
+export interface Membership {
+  readonly name: string;
+  /** Forgets the subscription (its stream closed). */
+  leave(sub: Subscription): void;
+}
+
+export class Subscription implements StreamOwner {
   readonly conn: SseConnection;
-  /** The channel's name (the hub owns the channel object). */
-  readonly channel: string;
+  readonly channel: Membership;
   /** 'joining' until the replay was written and the live position reached; then 'live'. */
   state: 'joining' | 'live' = 'joining';
-  /** Index in the channel's array for its state, for O(1) removal. */
+  /** Index in the channel's array for its state, for O(1) removal; -1 once it left. */
   slot = -1;
   /** The newest id written to this subscriber (null: none yet, takes every live event). */
   cursor: EventId | null = null;
   /** Live events that arrived before the stream could take them, oldest first. */
-  queue: FramedEvent[] = [];
-  queuedBytes = 0;
+  private queue: FramedEvent[] = [];
+  private queuedBytes = 0;
   /** Replay events not written yet (a long replay goes out page by page), and the next one. */
   backlog: readonly FramedEvent[] | null = null;
   backlogNext = 0;
   /** Puts the subscription back in the replay pump when its socket drains (pumped ones only). */
   onDrain: (() => void) | null = null;
 
-  constructor(conn: SseConnection, channel: string) {
+  constructor(conn: SseConnection, channel: Membership) {
     this.conn = conn;
     this.channel = channel;
+    conn.owner = this;
   }
 
   /** The stream is open and its replay written: live events can be written at once. */
@@ -36,15 +43,19 @@ export class Subscription {
     return this.conn.opened && this.backlog === null;
   }
 
+  get left(): boolean {
+    return this.slot < 0;
+  }
+
   /**
    * Offers a flush's events while joining: those after the cursor are written when the stream
    * can take them, queued otherwise (a queue past the buffer bound cuts the subscriber). Returns
    * the events written.
    */
-  offer(pending: readonly FramedEvent[], now: number): FramedEvent[] {
+  offer(pending: readonly FramedEvent[]): readonly FramedEvent[] {
     const cursor = this.cursor;
     const fresh = cursor === null ? pending : pending.filter((e) => compareIds(e, cursor) > 0);
-    if (fresh.length === 0) return fresh as FramedEvent[];
+    if (fresh.length === 0) return fresh;
     if (!this.writable) {
       for (const e of fresh) {
         this.queue.push(e);
@@ -53,29 +64,27 @@ export class Subscription {
       if (this.queuedBytes > this.conn.maxBufferedBytes) this.conn.destroy('slow_consumer');
       return [];
     }
-    return this.write(fresh, now) ? (fresh as FramedEvent[]) : [];
+    return this.write(fresh) ? fresh : [];
   }
 
   /** Writes the queued events after the cursor (once the replay is out). Returns them. */
-  writeQueue(now: number): FramedEvent[] {
+  writeQueue(): readonly FramedEvent[] {
     const cursor = this.cursor;
     const fresh =
       cursor === null ? this.queue : this.queue.filter((e) => compareIds(e, cursor) > 0);
     this.queue = [];
     this.queuedBytes = 0;
     if (fresh.length === 0) return fresh;
-    return this.write(fresh, now) ? fresh : [];
+    return this.write(fresh) ? fresh : [];
   }
 
-  private write(events: readonly FramedEvent[], now: number): boolean {
+  private write(events: readonly FramedEvent[]): boolean {
     const ok =
       events.length === 1
         ? this.conn.send(events[0]!.payload)
         : this.conn.sendParts(events.map((e) => e.payload));
-    if (!ok) return false;
-    this.conn.lastWriteAt = now;
-    this.cursor = events[events.length - 1]!;
-    return true;
+    if (ok) this.cursor = events[events.length - 1]!;
+    return ok;
   }
 
   /** True when nothing newer than the channel's live position can still reach it by the seam. */
@@ -83,8 +92,9 @@ export class Subscription {
     return this.writable && (this.cursor === null || compareIds(this.cursor, position) <= 0);
   }
 
-  /** Forgets everything it holds (the stream closed). */
-  drop(): void {
+  /** The stream closed: leave the channel and let go of everything held. */
+  streamClosed(): void {
+    if (!this.left) this.channel.leave(this);
     this.slot = -1;
     this.queue = [];
     this.queuedBytes = 0;

@@ -1,10 +1,12 @@
-// How an event stream's bytes reach the client: one writer per transport, chosen once per stream.
+// How an event stream's bytes reach the client: one writer per transport, chosen once per stream,
+// and the only place that ends a response (closing the socket after it when the client asked).
 //   ChunkedSocketTransport  HTTP/1.1 with the socket to itself: HTTP chunks written straight to
 //                           the socket, so the hub's one pre-framed chunk goes to every subscriber
 //                           as is (one write each, no copy, no framing per subscriber).
 //   ResponseTransport       everything else (HTTP/1.0 without chunking, a pipelined response
 //                           still queued behind another): node's ServerResponse frames the payload.
-import type { OutgoingHttpHeaders, ServerResponse } from 'node:http';
+//   respondWhole            a whole answer in one write (HEAD, the example's short streams).
+import type { IncomingMessage, OutgoingHttpHeaders, ServerResponse } from 'node:http';
 import type { Socket } from 'node:net';
 import { frameChunk } from '../wire/encode.ts';
 
@@ -26,6 +28,29 @@ export interface StreamTransport {
   drainSource(): NodeJS.EventEmitter;
   /** A write went past the high-water mark: 'drain' will come (and only then is it sure to). */
   needsDrain(): boolean;
+}
+
+/** True when the request asked for `Connection: close`. */
+export function wantsClose(req: IncomingMessage): boolean {
+  const value = req.headers.connection;
+  return value !== undefined && /(?:^|,)\s*close\s*(?:,|$)/i.test(value);
+}
+
+/**
+ * A whole answer in one write (`body` absent: headers only, as for HEAD), the response ended,
+ * and the socket closed after it when the client asked for `Connection: close`. The stream still
+ * answers with the example's `Connection: keep-alive` header.
+ */
+export function respondWhole(
+  res: ServerResponse,
+  headers: OutgoingHttpHeaders,
+  body: Buffer | null,
+  closeSocket: boolean,
+): void {
+  res.writeHead(200, headers);
+  const socket = res.socket;
+  if (closeSocket && socket) res.end(body ?? undefined, () => socket.end());
+  else res.end(body ?? undefined);
 }
 
 /** The response and its socket, which every transport writes through. */

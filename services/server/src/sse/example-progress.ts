@@ -1,7 +1,9 @@
-// The example stream's progress on one connection (/sse/test): the next index, where the stream
-// ends, and the pacing timer of a paced stream. Kept as its own object, apart from the
-// connection's transport and channel state.
-export class DemoProgress {
+// The example stream's progress on one connection (/sse/test, the tRPC-Cpp example): the next
+// index, where the stream ends, and the pacing timer of a paced stream, stopped when the stream
+// closes.
+import type { StreamOwner } from './connection.ts';
+
+export class ExampleProgress implements StreamOwner {
   next: number;
   readonly count: number;
   readonly intervalMs: number;
@@ -17,8 +19,8 @@ export class DemoProgress {
     return this.next >= this.count;
   }
 
-  /** Clears the pacing timer (the stream closed). */
-  stop(): void {
+  /** The stream closed: the pacing timer stops. */
+  streamClosed(): void {
     if (this.timer !== null) clearTimeout(this.timer);
     this.timer = null;
   }

@@ -1,0 +1,113 @@
+// One timer for every open stream (running only while there are streams): heartbeats to idle
+// streams, the stall rule, and, on Linux, the kernel scan the stall rule reads. No timer per
+// stream.
+import type { Logger } from 'pino';
+import type { ServerMetrics } from '../metrics.ts';
+import { frameChunk, HEARTBEAT } from '../wire/encode.ts';
+import type { SseConnection } from './connection.ts';
+import { kernelQueuesAvailable, readSendQueues, socketInode } from './kernel-queues.ts';
+
+export interface WatchOptions {
+  heartbeatMs: number;
+  /** A stream whose client took none of its bytes for this long is cut as a slow consumer. */
+  stallTimeoutMs: number;
+}
+
+const HEARTBEAT_CHUNK = frameChunk(HEARTBEAT);
+
+export class StreamWatch {
+  private readonly streams: ReadonlySet<SseConnection>;
+  private readonly options: WatchOptions;
+  private readonly metrics: ServerMetrics;
+  private readonly logger: Logger;
+  private timer: NodeJS.Timeout | null = null;
+  /** Kernel send-queue scans (Linux): how often, when the last began, whether one is under way. */
+  private readonly kernelScanMs: number;
+  private readonly kernelScans: boolean;
+  private lastKernelScan = 0;
+  private scanning = false;
+
+  constructor(
+    streams: ReadonlySet<SseConnection>,
+    options: WatchOptions,
+    metrics: ServerMetrics,
+    logger: Logger,
+    kernelScans = kernelQueuesAvailable(),
+  ) {
+    this.streams = streams;
+    this.options = options;
+    this.metrics = metrics;
+    this.logger = logger;
+    this.kernelScans = kernelScans;
+    this.kernelScanMs = Math.max(250, Math.min(2000, Math.floor(options.stallTimeoutMs / 4)));
+  }
+
+  /** A new stream: found by the kernel scan through its socket's inode. */
+  watch(conn: SseConnection): void {
+    if (this.kernelScans) conn.inode = socketInode(conn.socket);
+    if (this.timer === null) {
+      const every = Math.max(5, Math.min(1000, Math.floor(this.options.heartbeatMs / 2)));
+      this.timer = setInterval(watchTick, every, this);
+      this.timer.unref();
+    }
+  }
+
+  /** No streams left (or shutdown): the timer stops. */
+  stop(): void {
+    if (this.timer !== null) clearInterval(this.timer);
+    this.timer = null;
+  }
+
+  /**
+   * Writes the heartbeat comment to every stream idle for heartbeatMs or longer, and cuts every
+   * stream that stalled (see SseConnection.stalled) as a slow consumer.
+   */
+  tick(now = Date.now()): void {
+    if (this.kernelScans && !this.scanning && now - this.lastKernelScan >= this.kernelScanMs) {
+      this.lastKernelScan = now;
+      void this.scanKernelQueues();
+    }
+    const idleSince = now - this.options.heartbeatMs;
+    const stallMs = this.options.stallTimeoutMs;
+    let sent = 0;
+    for (const conn of this.streams) {
+      if (conn.stalled(now, stallMs)) {
+        conn.destroy('slow_consumer');
+        continue;
+      }
+      if (conn.lastWriteAt > idleSince || conn.ended || !conn.opened) continue;
+      if (conn.send(HEARTBEAT, HEARTBEAT_CHUNK)) sent++;
+    }
+    if (sent > 0) {
+      this.metrics.heartbeatsSent.inc(sent);
+      this.metrics.bytesSent.inc(sent * HEARTBEAT.length);
+    }
+  }
+
+  /**
+   * Reads what the kernel holds of every stream (see kernel-queues.ts) for the stall rule. The
+   * bytes each stream had handed to the kernel are taken before the read, so bytes written while
+   * it runs can only make a stream look slower, never make a stalled one look alive.
+   */
+  private async scanKernelQueues(): Promise<void> {
+    this.scanning = true;
+    const handed = new Map<SseConnection, number>();
+    for (const conn of this.streams) {
+      if (conn.inode > 0 && !conn.ended) handed.set(conn, conn.handedToKernel());
+    }
+    try {
+      const queues = await readSendQueues();
+      for (const [conn, before] of handed) {
+        if (!conn.ended) conn.kernelScanned(before, queues.get(conn.inode) ?? 0);
+      }
+    } catch (err) {
+      this.logger.warn({ event: 'kernel_scan_failed', err }, 'reading socket send queues failed');
+    } finally {
+      this.scanning = false;
+    }
+  }
+}
+
+function watchTick(watch: StreamWatch): void {
+  watch.tick();
+}

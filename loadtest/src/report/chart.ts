@@ -3,7 +3,7 @@
 // whole second, p99 against publish rate for capacity runs, and old-against-new for --compare.
 import * as vega from 'vega';
 import * as vl from 'vega-lite';
-import { parameterLine, type Report } from './report.ts';
+import { parameterLine, type Report } from './report-shape.ts';
 
 /** -log10(1 - p): 90 % -> 1, 99 % -> 2, 99.9 % -> 3; 100 % is left off (no finite place). */
 export const nines = (percentile: number): number => 0 - Math.log10(1 - percentile / 100);

@@ -4,41 +4,10 @@ import { mkdirSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import { join } from 'node:path';
 import { renderCharts } from './chart.ts';
+import { type Figures, parameterLine, type Report } from './report-shape.ts';
 import { formatFigure } from './table.ts';
 
-export type Figures = Record<string, number | null>;
-
-export interface Report {
-  scenario: string;
-  startedAt: string;
-  target: string;
-  parameters: Record<string, unknown>;
-  environment: {
-    node: string;
-    platform: string;
-    cpus: number;
-    cpuModel: string;
-    memoryBytes: number;
-    gitCommit: string | null;
-    note: string;
-  };
-  figures: Figures;
-  /** Latency distribution (percentile -> ms) and throughput per second, for the charts. */
-  series: {
-    latency: { percentile: number; ms: number }[];
-    latencyLabel: string;
-    throughput: { second: number; value: number }[];
-    throughputLabel: string;
-    /** capacity: delivery p99 at each publish rate tried. */
-    capacity?: { rate: number; p99: number | null; ok: boolean; server?: string }[];
-  };
-  warnings: string[];
-  /** Why the harness, not the server, may have set the figures (empty: it did not). */
-  harnessLimited?: string[];
-  /** --rounds N: figures are medians; [min, max] of each over the rounds. */
-  rounds?: number;
-  spread?: Record<string, [number, number]>;
-}
+export type { Figures, Report };
 
 function gitCommit(): string | null {
   try {
@@ -69,13 +38,6 @@ export const labelled = (label: string, lines: string[]): string[] =>
   lines.map((line) => `${label}: ${line}`);
 
 /** `k=v, ...` of the run's parameters (also in the chart titles). */
-export function parameterLine(report: Pick<Report, 'parameters'>): string {
-  return Object.entries(report.parameters)
-    .filter(([k]) => k !== 'channel')
-    .map(([k, v]) => `${k}=${v}`)
-    .join(', ');
-}
-
 export function markdown(report: Report, files: { json: string; svg: string }): string {
   const lines = [
     `# Load test: ${report.scenario}`,

@@ -104,7 +104,7 @@ function buildExpress(
   const app = express();
   app.disable('x-powered-by');
   app.disable('etag');
-  app.use(timeRequests(core.metrics));
+  app.use(timeRequests(core.metrics.httpRequestDuration));
   app.use(healthRouter(core));
   app.use(publishRouter(config, core.hub, cors, addressOf));
   app.use(viewerRouter());

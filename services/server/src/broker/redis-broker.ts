@@ -408,7 +408,7 @@ function streamLength(info: unknown[]): number {
  * "something was removed" is read from entries-added > length: every removed id is older than the
  * first entry still held (or, with none held, up to the last id given out).
  */
-export function recordState(info: unknown[]): RecordState {
+function recordState(info: unknown[]): RecordState {
   const id = (v: unknown): EventId | null => {
     if (typeof v !== 'string') return null;
     const parsed = parseEventId(v);

@@ -46,7 +46,7 @@ interface Cursor {
 }
 
 /** The n field of an entry, or null (entries written before sequence numbers). */
-export function entrySeq(entry: StreamEntry): number | null {
+function entrySeq(entry: StreamEntry): number | null {
   const fields = entry[1];
   for (let i = 0; i + 1 < fields.length; i += 2) {
     if (fields[i] === 'n') {

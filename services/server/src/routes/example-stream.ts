@@ -11,8 +11,7 @@
 //                     that stops reading is cut by the stall rule (limits.stallTimeoutMs).
 import type { OutgoingHttpHeaders } from 'node:http';
 import type { ServerMetrics } from '../metrics.ts';
-import type { SseConnection } from '../sse/connection.ts';
-import { ExampleProgress } from '../sse/example-progress.ts';
+import type { SseConnection, StreamOwner } from '../sse/connection.ts';
 
 export const EXAMPLE_DEFAULT_COUNT = 10;
 export const EXAMPLE_MAX_COUNT = 100_000;
@@ -32,6 +31,32 @@ function exampleEvents(start: number, count: number): Buffer {
   let out = '';
   for (let i = start; i < count; i++) out += exampleEvent(i);
   return Buffer.from(out);
+}
+
+/**
+ * The example stream's progress on one connection: the next index, where the stream ends, and the
+ * pacing timer of a paced stream, stopped when the stream closes.
+ */
+class ExampleProgress implements StreamOwner {
+  next: number;
+  readonly count: number;
+  readonly intervalMs: number;
+  timer: NodeJS.Timeout | null = null;
+
+  constructor(next: number, count: number, intervalMs = 0) {
+    this.next = next;
+    this.count = count;
+    this.intervalMs = intervalMs;
+  }
+
+  get done(): boolean {
+    return this.next >= this.count;
+  }
+
+  streamClosed(): void {
+    if (this.timer !== null) clearTimeout(this.timer);
+    this.timer = null;
+  }
 }
 
 /** What one /sse/test request asks for: events start..count-1, intervalMs apart (0: at once). */

@@ -66,7 +66,7 @@ const IDEMPOTENCY_KEY = /^[\x21-\x7e]{1,128}$/;
  * The fingerprint covers the events as parsed (event name and data string of each, in order),
  * so the same events sent with other whitespace or key order count as the same body.
  */
-export function idempotencyOf(
+function idempotencyOf(
   header: string | string[] | undefined,
   events: readonly EventInput[],
 ): IdempotencyRequest | null {

@@ -9,6 +9,7 @@ import { Writable } from 'node:stream';
 import { after, before, test } from 'node:test';
 import { loadServerConfig, serverEnv } from '../../services/server/src/config.ts';
 import { createLogger } from '../../services/server/src/logger.ts';
+import { AUTH_FAILURE_REASONS } from '../../services/server/src/metrics.ts';
 import { ConfigError } from '../../services/shared/config-file.ts';
 import { jwks, keyPair, newSecret, tempDir } from '../helpers/auth-keys.ts';
 import { ROOT } from '../helpers/process.ts';
@@ -210,6 +211,18 @@ test('config/server.yaml and the README document every auth key and its variable
       readme.includes(`| \`${binding.key}\` | \`${name}\``),
       `README's table lacks ${binding.key}`,
     );
+  }
+});
+
+test('docs/METRICS.md and the README list sse_auth_failures_total with every reason', () => {
+  for (const doc of ['docs/METRICS.md', 'README.md']) {
+    const text = readFileSync(join(ROOT, doc), 'utf8');
+    const row = text
+      .split('\n')
+      .find((l) => l.startsWith('| `sse_auth_failures_total` | counter | `reason` |'));
+    assert.ok(row, `${doc} has no row for sse_auth_failures_total`);
+    for (const reason of AUTH_FAILURE_REASONS)
+      assert.ok(row.includes(`\`${reason}\``), `${doc}: ${reason}`);
   }
 });
 

@@ -3,6 +3,7 @@
 // where one of its patterns covers the channel, through each place a token is read; public
 // channels; the static tokens as before; both kinds of token at once.
 import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
@@ -483,6 +484,60 @@ describe('a PEM public key (RS256, PS256)', () => {
     await refusedOnce(
       env,
       () => env.authz.authorize('subscribe', 'orders.1', bearer(t2)),
+      401,
+      'bad_signature',
+    );
+  });
+});
+
+describe('a PEM file with several keys (and a certificate)', () => {
+  test('a token of any of them verifies; each kind only with its own algorithms', async (t) => {
+    const ec1 = keyPair('ec');
+    const ec2 = keyPair('ec');
+    const ed = keyPair('ed25519');
+    const { dir, remove } = tempDir();
+    t.after(remove);
+    let pem = ec1.publicPem + ec2.publicPem + ed.publicPem;
+    // A certificate block, when openssl is there to make one.
+    const cert = keyPair('ec');
+    const keyFile = join(dir, 'cert-key.pem');
+    writeFileSync(keyFile, cert.privatePem);
+    const made = spawnSync(
+      'openssl',
+      ['req', '-new', '-x509', '-key', keyFile, '-subj', '/CN=test', '-days', '1'],
+      {
+        encoding: 'utf8',
+      },
+    );
+    const withCert = made.status === 0 && made.stdout.includes('BEGIN CERTIFICATE');
+    if (withCert) pem += made.stdout;
+    const file = join(dir, 'keys.pem');
+    writeFileSync(file, `# comments and blank lines around blocks are fine\n\n${pem}`);
+    const env = await setUp(authConfig({ jwt: { publicKeys: file } }));
+    t.after(() => env.authz.close());
+    const claims = { sse: { subscribe: ['a'] } };
+    const signers: [TestKeyPair, string][] = [
+      [ec1, 'ES256'],
+      [ec2, 'ES256'],
+      [ed, 'EdDSA'],
+      [ed, 'Ed25519'],
+    ];
+    if (withCert) signers.push([cert, 'ES256']);
+    for (const [pair, alg] of signers) {
+      const token = await signToken(pair.privateKey, claims, { alg });
+      assert.equal((await decide(env.authz, 'subscribe', 'a', bearer(token))).kind, 'allowed', alg);
+    }
+    const stranger = await signToken(keyPair('ec').privateKey, claims, { alg: 'ES256' });
+    await refusedOnce(
+      env,
+      () => env.authz.authorize('subscribe', 'a', bearer(stranger)),
+      401,
+      'bad_signature',
+    );
+    const rsa = await signToken(keyPair('rsa').privateKey, claims, { alg: 'RS256' });
+    await refusedOnce(
+      env,
+      () => env.authz.authorize('subscribe', 'a', bearer(rsa)),
       401,
       'bad_signature',
     );

@@ -18,6 +18,7 @@ import {
   authConfig,
   jwks,
   keyPair,
+  newSecret,
   replaceFile,
   signToken,
   type TestKeyPair,
@@ -232,4 +233,17 @@ test('SIGHUP to a running process re-reads the JWKS file', async () => {
     await new Promise((r) => (child.exitCode === null ? child.once('exit', r) : r(null)));
     s.remove();
   }
+});
+
+test('SIGHUP is listened for only while a key file is configured, until close()', async () => {
+  const s = await rotationSetup();
+  const before = process.listenerCount('SIGHUP');
+  const secretOnly = await createAuthorizer(authConfig({ jwt: { secret: newSecret() } }));
+  assert.equal(process.listenerCount('SIGHUP'), before);
+  const withFile = await createAuthorizer(authConfig({ jwt: { jwksFile: s.file } }));
+  assert.equal(process.listenerCount('SIGHUP'), before + 1);
+  withFile.close();
+  secretOnly.close();
+  assert.equal(process.listenerCount('SIGHUP'), before);
+  s.remove();
 });

@@ -80,7 +80,10 @@ export interface AuthorizerOptions {
   logger?: Pick<Logger, 'info' | 'warn' | 'error'>;
   /** Re-read the key files when they change (default true). */
   watchKeys?: boolean;
-  /** Re-read the key files on SIGHUP (default true). */
+  /**
+   * Re-read the key files on SIGHUP (default true). Only with a key file configured: otherwise
+   * SIGHUP keeps node's default (the process ends).
+   */
   reloadOnSighup?: boolean;
   /** Quiet time after a key file changes before it is read (default 250 ms). */
   reloadDebounceMs?: number;

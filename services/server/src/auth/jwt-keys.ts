@@ -312,7 +312,7 @@ export interface JwtKeyStoreOptions {
   logger?: Pick<Logger, 'info' | 'warn' | 'error'>;
   /** Re-read the files when they change (default true). */
   watch?: boolean;
-  /** Re-read the files on SIGHUP (default true). */
+  /** Re-read the files on SIGHUP (default true; only when a key file is configured). */
   sighup?: boolean;
   /** Quiet time after the last change event before the files are read (default 250 ms). */
   debounceMs?: number;
@@ -356,8 +356,9 @@ export class JwtKeyStore {
     const texts = files.map((f) => [f, readText(f)] as const);
     const store = new JwtKeyStore(sources, options, await importKeySet(readKeySpecs(sources)));
     for (const [file, text] of texts) store.seen.set(file, text);
+    // Only files can change: with the secret alone there is nothing to watch or re-read.
     if (options.watch ?? true) for (const file of files) store.watchFile(file);
-    if (options.sighup ?? true) process.on('SIGHUP', store.onHup);
+    if ((options.sighup ?? true) && files.length > 0) process.on('SIGHUP', store.onHup);
     return store;
   }
 

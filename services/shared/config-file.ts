@@ -34,6 +34,8 @@ export interface LoadOptions<S extends z.ZodType> {
   renamedKeys?: Record<string, string>;
   /** Receives one line per deprecated name in use (the caller logs them). */
   warnings?: string[];
+  /** Dotted keys whose values are secret: an error about one names the key but not its value. */
+  sensitiveKeys?: readonly string[];
 }
 
 type Tree = Record<string, unknown>;
@@ -158,7 +160,8 @@ export function loadConfig<S extends z.ZodType>(options: LoadOptions<S>): z.outp
   const key = path.map(String).join('.') || '(top level)';
   const value = getPath(tree, path);
   const from = origin.get(key);
-  const shown = value === undefined ? 'missing' : JSON.stringify(value);
+  const secret = options.sensitiveKeys?.includes(key) ?? false;
+  const shown = value === undefined ? 'missing' : secret ? '[redacted]' : JSON.stringify(value);
   throw new ConfigError(
     `${displayPath(file)}: ${key} = ${shown}${from ? ` (from ${from})` : ''}: ${why}`,
   );

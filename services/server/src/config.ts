@@ -3,6 +3,8 @@ import { fileURLToPath } from 'node:url';
 import proxyaddr from 'proxy-addr';
 import { z } from 'zod';
 import { type EnvBinding, loadConfig } from '../../shared/config-file.ts';
+import { isValidPattern, PATTERN_RULE } from './auth/channel-patterns.ts';
+import { jwksFileProblem, pemFileProblem, secretProblem } from './auth/jwt-keys.ts';
 
 const int = (min: number, max: number) => z.number().int().min(min).max(max);
 
@@ -24,6 +26,59 @@ export function checkTrustProxy(entries: readonly string[]): void {
 }
 
 const tokenSchema = z.string().max(4096);
+
+/** A cookie name (RFC 6265: an HTTP token). */
+const COOKIE_NAME = /^[!#$%&'*+.^_`|~0-9A-Za-z-]{1,64}$/;
+
+/** A config value checked by a function that says what is wrong, or null. */
+const checked = (problem: (value: string) => string | null) =>
+  z
+    .string()
+    .default('')
+    .superRefine((value, ctx) => {
+      const why = value === '' ? null : problem(value);
+      if (why !== null) ctx.addIssue({ code: 'custom', message: why });
+    });
+
+const authSchema = z
+  .strictObject({
+    publicChannels: z
+      .array(z.string())
+      .default([])
+      .superRefine((patterns, ctx) => {
+        const bad = patterns.find((p) => !isValidPattern(p));
+        if (bad !== undefined) {
+          ctx.addIssue({ code: 'custom', message: `${JSON.stringify(bad)}: ${PATTERN_RULE}` });
+        }
+      }),
+    jwt: z
+      .strictObject({
+        secret: checked((s) => (s.length > 4096 ? 'at most 4096 characters' : secretProblem(s))),
+        publicKeys: checked(pemFileProblem),
+        jwksFile: checked(jwksFileProblem),
+        issuer: z.string().max(1024).default(''),
+        audience: z.string().max(1024).default(''),
+        clockToleranceSec: int(0, 3600).default(30),
+        cookie: z
+          .string()
+          .regex(COOKIE_NAME, "a cookie name: 1 to 64 letters, digits and !#$%&'*+-.^_`|~")
+          .default('sse_token'),
+      })
+      .superRefine((jwt, ctx) => {
+        if (jwt.secret !== '' || jwt.publicKeys !== '' || jwt.jwksFile !== '') return;
+        for (const key of ['issuer', 'audience'] as const) {
+          if (jwt[key] !== '') {
+            ctx.addIssue({
+              code: 'custom',
+              path: [key],
+              message: 'is set but no token key is: set auth.jwt.secret, publicKeys or jwksFile',
+            });
+          }
+        }
+      })
+      .prefault({}),
+  })
+  .prefault({});
 
 export const serverConfigSchema = z
   .strictObject({
@@ -100,6 +155,7 @@ export const serverConfigSchema = z
     publish: z.strictObject({ token: tokenSchema.default('') }).prefault({}),
     subscribe: z.strictObject({ token: tokenSchema.default('') }).prefault({}),
     metrics: z.strictObject({ port: int(0, 65535).default(0) }).prefault({}),
+    auth: authSchema,
   })
   .superRefine((c, ctx) => {
     if (c.broker.redis.maxStreamLength < c.channels.historySize) {
@@ -151,7 +207,22 @@ export const serverEnv: Record<string, EnvBinding> = {
   SSE_PUBLISH_TOKEN: { key: 'publish.token', kind: 'string' },
   SSE_SUBSCRIBE_TOKEN: { key: 'subscribe.token', kind: 'string' },
   METRICS_PORT: { key: 'metrics.port', kind: 'int' },
+  SSE_PUBLIC_CHANNELS: { key: 'auth.publicChannels', kind: 'list' },
+  SSE_JWT_SECRET: { key: 'auth.jwt.secret', kind: 'string' },
+  SSE_JWT_PUBLIC_KEY_FILE: { key: 'auth.jwt.publicKeys', kind: 'string' },
+  SSE_JWKS_FILE: { key: 'auth.jwt.jwksFile', kind: 'string' },
+  SSE_JWT_ISSUER: { key: 'auth.jwt.issuer', kind: 'string' },
+  SSE_JWT_AUDIENCE: { key: 'auth.jwt.audience', kind: 'string' },
+  SSE_JWT_CLOCK_TOLERANCE_SEC: { key: 'auth.jwt.clockToleranceSec', kind: 'int' },
+  SSE_JWT_COOKIE: { key: 'auth.jwt.cookie', kind: 'string' },
 };
+
+/** Keys whose values never appear in a config error (they are secrets). */
+export const sensitiveServerKeys: readonly string[] = [
+  'auth.jwt.secret',
+  'publish.token',
+  'subscribe.token',
+];
 
 export const defaultConfigFile = fileURLToPath(
   new URL('../../../config/server.yaml', import.meta.url),
@@ -182,6 +253,7 @@ export function loadServerConfig(
     overrides,
     renamedKeys: renamedServerKeys,
     warnings,
+    sensitiveKeys: sensitiveServerKeys,
   });
 }
 

@@ -9,6 +9,20 @@ import { STREAM_ROUTES, type StreamRoute } from './stream-routes.ts';
 export const BROKER_OPS = ['publish', 'replay', 'join', 'read'] as const;
 export type BrokerOp = (typeof BROKER_OPS)[number];
 
+/** Why a token check refused a request (auth/access.ts): the reason label's only values. */
+export const AUTH_FAILURE_REASONS = [
+  'missing',
+  'malformed',
+  'bad_signature',
+  'expired',
+  'not_yet_valid',
+  'wrong_issuer',
+  'wrong_audience',
+  'unknown_kid',
+  'insufficient_scope',
+] as const;
+export type AuthFailureReason = (typeof AUTH_FAILURE_REASONS)[number];
+
 /** Stream lifecycle: open, opened, refused, how long they stayed, events delivered per route. */
 interface StreamMetrics {
   connectionsActive: Gauge<'route'>;
@@ -36,7 +50,12 @@ interface BrokerMetrics {
   brokerPublishDuration: Histogram;
 }
 
-export interface ServerMetrics extends StreamMetrics, DeliveryMetrics, BrokerMetrics {
+/** Token checks that refused a request (401 or 403), by reason. */
+interface AuthMetrics {
+  authFailures: Counter<'reason'>;
+}
+
+export interface ServerMetrics extends StreamMetrics, DeliveryMetrics, BrokerMetrics, AuthMetrics {
   registry: Registry;
   httpRequestDuration: Histogram<'method' | 'route' | 'status_code'>;
 }
@@ -180,6 +199,17 @@ function brokerMetrics(registers: Registers, brokerUp: () => boolean): BrokerMet
   return { brokerErrors, brokerPublishDuration };
 }
 
+function authMetrics(registers: Registers): AuthMetrics {
+  const authFailures = new Counter({
+    name: 'sse_auth_failures_total',
+    help: 'Requests refused by the token check (401 no or bad token, 403 insufficient scope), by reason.',
+    labelNames: ['reason'],
+    registers,
+  });
+  for (const reason of AUTH_FAILURE_REASONS) authFailures.labels({ reason }).inc(0);
+  return { authFailures };
+}
+
 /**
  * Creates the registry and every metric; `activeCount` reports open streams per route, `brokerUp`
  * whether the broker is reachable.
@@ -204,5 +234,6 @@ export function createServerMetrics(
       registers,
     }),
     ...brokerMetrics(registers, brokerUp),
+    ...authMetrics(registers),
   };
 }

@@ -10,13 +10,13 @@ import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { SignJWT } from 'jose';
 import { createAuthorizer } from '../services/server/src/auth/access.ts';
+import { JwtVerifier } from '../services/server/src/auth/jwt-verify.ts';
+import { buildServerConfig } from '../services/server/src/config.ts';
 import {
   importKeySet,
   type JwtKeySources,
   readKeySpecs,
-} from '../services/server/src/auth/jwt-keys.ts';
-import { JwtVerifier } from '../services/server/src/auth/jwt-verify.ts';
-import { buildServerConfig } from '../services/server/src/config.ts';
+} from '../services/server/src/keys/jwt-keys.ts';
 import { integerFlag, parseFlags } from '../services/shared/cli.ts';
 
 const ALGS = ['HS256', 'RS256', 'ES256', 'EdDSA'] as const;

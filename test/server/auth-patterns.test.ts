@@ -5,18 +5,18 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import fc from 'fast-check';
 import {
-  ChannelPatterns,
-  claimCovers,
-  isValidPattern,
-  patternMatches,
-} from '../../services/server/src/auth/channel-patterns.ts';
-import {
   ALL_TOKEN_SOURCES,
   cookieValue,
   findToken,
   queryToken,
   redactAccessToken,
 } from '../../services/server/src/auth/token-source.ts';
+import {
+  ChannelPatterns,
+  claimCovers,
+  isValidPattern,
+  patternMatches,
+} from '../../services/server/src/channel-names.ts';
 
 test('pattern syntax: a channel name, or a name (or nothing) then one "*"', () => {
   for (const p of [

@@ -10,7 +10,7 @@ import {
   type Authorizer,
   createAuthorizer,
 } from '../../services/server/src/auth/access.ts';
-import { patternMatches } from '../../services/server/src/auth/channel-patterns.ts';
+import { patternMatches } from '../../services/server/src/channel-names.ts';
 import { authConfig, newSecret, nowSec } from '../helpers/auth-keys.ts';
 
 const secret = newSecret();

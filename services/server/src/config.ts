@@ -3,8 +3,8 @@ import { fileURLToPath } from 'node:url';
 import proxyaddr from 'proxy-addr';
 import { z } from 'zod';
 import { type EnvBinding, loadConfig } from '../../shared/config-file.ts';
-import { isValidPattern, PATTERN_RULE } from './auth/channel-patterns.ts';
-import { jwksFileProblem, pemFileProblem, secretProblem } from './auth/jwt-keys.ts';
+import { isValidPattern, PATTERN_RULE } from './channel-names.ts';
+import { jwksFileProblem, pemFileProblem, secretProblem } from './keys/jwt-keys.ts';
 
 const int = (min: number, max: number) => z.number().int().min(min).max(max);
 

@@ -13,12 +13,13 @@
 // channel, no token, the static token) and a promise when one does. Refusals carry their status,
 // `WWW-Authenticate` and JSON body (the route adds CORS) and are counted in
 // sse_auth_failures_total{reason}.
+
+import { ChannelPatterns, claimCovers } from '../channel-names.ts';
 import type { ServerConfig } from '../config.ts';
 import { TokenCheck } from '../http/auth.ts';
+import { JwtKeyStore } from '../keys/jwt-keys.ts';
 import type { Logger } from '../logger.ts';
 import { AUTH_FAILURE_REASONS, type AuthFailureReason, type ServerMetrics } from '../metrics.ts';
-import { ChannelPatterns, claimCovers } from './channel-patterns.ts';
-import { JwtKeyStore } from './jwt-keys.ts';
 import { JwtVerifier, type VerifyResult } from './jwt-verify.ts';
 import {
   ALL_TOKEN_SOURCES,

@@ -8,7 +8,7 @@
 // the only key of its algorithm. `exp` is required; `nbf` and a future `iat` make a token not yet
 // valid; `iss` and `aud` are checked when configured; clocks may differ by the tolerance.
 import { decodeProtectedHeader, errors, type JWTPayload, jwtVerify } from 'jose';
-import type { KeyEntry, KeySet } from './jwt-keys.ts';
+import type { KeyEntry, KeySet } from '../keys/jwt-keys.ts';
 
 export type VerifyFailure =
   | 'malformed'

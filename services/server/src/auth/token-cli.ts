@@ -8,8 +8,8 @@ import { readFileSync } from 'node:fs';
 import { type JWK, type JWTPayload, SignJWT } from 'jose';
 import { parseFlags, UsageError } from '../../../shared/cli.ts';
 import { ConfigError } from '../../../shared/config-file.ts';
+import { isValidPattern, PATTERN_RULE } from '../channel-names.ts';
 import { loadServerConfig, type ServerConfig } from '../config.ts';
-import { isValidPattern, PATTERN_RULE } from './channel-patterns.ts';
 import {
   algorithmsOf,
   HMAC_ALGORITHMS,
@@ -17,7 +17,7 @@ import {
   KeyFileError,
   parseJwks,
   readKeyFile,
-} from './jwt-keys.ts';
+} from '../keys/jwt-keys.ts';
 import { JwtVerifier } from './jwt-verify.ts';
 
 export const TOKEN_USAGE = `Usage: npm run token -- [options]

@@ -1,7 +1,6 @@
 // The one rule for channel names, shared by the subscribe and publish routes.
+import { CHANNEL_NAME } from '../channel-names.ts';
 import { badRequest, type HttpError } from '../http/errors.ts';
-
-export const CHANNEL_NAME = /^[A-Za-z0-9._:-]{1,128}$/;
 
 /** The 400 for a name that breaks the rule (also for malformed percent-encoding). */
 export function badChannelName(): HttpError {

@@ -1,9 +1,11 @@
-// Channel patterns of the auth config (auth.publicChannels) and of tokens' `sse` claims: a channel
+// The channel-name rule, and channel patterns of the auth config (auth.publicChannels) and of
+// tokens' `sse` claims. A channel name is 1 to 128 of A-Z a-z 0-9 . _ : -. A channel
 // name matches itself; a name ending in `*` matches every channel that starts with what comes
 // before the `*` (`orders.*`, `user.42.*`, and `*` for every channel). Nothing else is special: a
 // `*` anywhere else is an ordinary character (and no channel name holds one, so it matches
 // nothing).
-import { CHANNEL_NAME } from '../sse/channel-name.ts';
+
+export const CHANNEL_NAME = /^[A-Za-z0-9._:-]{1,128}$/;
 
 /** True for a pattern the config accepts: a valid channel name, or one (or nothing) then `*`. */
 export function isValidPattern(pattern: string): boolean {

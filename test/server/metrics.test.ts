@@ -5,6 +5,8 @@ import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import net from 'node:net';
 import { after, before, describe, test } from 'node:test';
+import { AUTH_FAILURE_REASONS } from '../../services/server/src/metrics.ts';
+import { CLOSE_REASONS } from '../../services/server/src/stream-routes.ts';
 import { freePort } from '../../services/shared/free-port.ts';
 import { ROOT } from '../helpers/process.ts';
 import { missingTool, promtoolCheck, startPrometheus } from '../helpers/prometheus.ts';
@@ -33,6 +35,8 @@ const SERVER_METRICS: readonly [string, 'counter' | 'gauge' | 'histogram'][] = [
   ['sse_replayed_events_total', 'counter'],
   ['sse_heartbeats_sent_total', 'counter'],
   ['sse_connection_duration_seconds', 'histogram'],
+  ['sse_stream_ends_total', 'counter'],
+  ['sse_auth_failures_total', 'counter'],
   ['http_request_duration_seconds', 'histogram'],
 ];
 
@@ -328,7 +332,12 @@ describe('server metrics', () => {
     }
     const allowed: Record<string, string[]> = {
       route: ['/sse/test', CHANNEL, PUBLISH, '/metrics', '/healthz', '/readyz', 'unmatched'],
-      reason: ['max_connections', 'per_ip_limit', 'unauthorized', 'bad_request'],
+      reason: [
+        ...['max_connections', 'per_ip_limit', 'unauthorized', 'bad_request'],
+        // sse_stream_ends_total and sse_auth_failures_total: fixed lists too.
+        ...CLOSE_REASONS,
+        ...AUTH_FAILURE_REASONS,
+      ],
       op: ['publish', 'replay', 'join', 'read'],
       method: ['GET', 'HEAD', 'POST', 'OPTIONS'],
       // http_sse_build_info: one fixed pair per process

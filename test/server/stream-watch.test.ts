@@ -64,7 +64,7 @@ function watchOver(conns: SseConnection[]) {
   const metrics = createServerMetrics(() => 0);
   const watch = new StreamWatch(
     new Set(conns),
-    { heartbeatMs: HEARTBEAT_MS, stallTimeoutMs: STALL_MS },
+    { heartbeatMs: HEARTBEAT_MS, retryMs: 1000, stallTimeoutMs: STALL_MS },
     metrics,
     createLogger('silent'),
     false,
@@ -133,6 +133,22 @@ describe('the stream watch on a fake clock', () => {
     }
     assert.equal(neverReads.conn.closeReason, 'slow_consumer');
     assert.equal(reads.conn.ended, false);
+    watch.stop();
+  });
+
+  test('a stream whose token expires gets event: reauth and ends within a tick of exp', () => {
+    const expiring = stream();
+    const forever = stream();
+    expiring.conn.expiresAt = Date.now() + 2500;
+    const { watch } = watchOver([expiring.conn, forever.conn]);
+    mock.timers.tick(2000);
+    assert.equal(expiring.conn.ended, false, 'not before exp');
+    mock.timers.tick(HEARTBEAT_MS);
+    assert.equal(expiring.conn.ended, true);
+    assert.equal(expiring.conn.closeReason, 'token_expired');
+    const last = expiring.socket.written.join('');
+    assert.match(last, /retry: 1000\nevent: reauth\ndata: \{"reason":"token_expired"\}\n\n/);
+    assert.equal(forever.conn.ended, false);
     watch.stop();
   });
 

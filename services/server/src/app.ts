@@ -4,6 +4,7 @@
 import type { Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import express from 'express';
+import { Authorizer } from './auth/access.ts';
 import type { Broker } from './broker/broker.ts';
 import { createBroker, PUBLISH_WAIT_MS } from './broker/create-broker.ts';
 import type { ServerConfig } from './config.ts';
@@ -69,6 +70,7 @@ function createCore(config: ServerConfig, deps: ServerDeps): Core {
       maxConnections: config.limits.maxConnections,
       maxConnectionsPerIp: config.limits.maxConnectionsPerIp,
       heartbeatMs: config.heartbeatMs,
+      retryMs: config.retryMs,
       stallTimeoutMs: config.limits.stallTimeoutMs,
     },
     logger,
@@ -99,6 +101,7 @@ function buildExpress(
   core: Core,
   cors: Cors,
   addressOf: ClientAddressOf,
+  auth: () => Authorizer,
   logger: Logger,
 ) {
   const app = express();
@@ -106,7 +109,7 @@ function buildExpress(
   app.disable('etag');
   app.use(timeRequests(core.metrics.httpRequestDuration));
   app.use(healthRouter(core));
-  app.use(publishRouter(config, core.hub, cors, addressOf));
+  app.use(publishRouter(config, core.hub, cors, addressOf, auth));
   app.use(viewerRouter());
   app.use(notFound);
   app.use(errorHandler(config, logger));
@@ -120,8 +123,15 @@ export function createSseServer(config: ServerConfig, deps: ServerDeps): SseServ
   const cors = new Cors(config.cors.allowedOrigins, config.cors.allowCredentials);
   // Behind a trusted proxy on this host the socket is loopback for every client: ask who is behind.
   const addressOf = clientAddressOf(config.trustProxy);
-  const router = new StreamRouter({ config, ...core, cors, addressOf, logger });
-  const app = buildExpress(config, core, cors, addressOf, logger);
+  // Who may subscribe and publish: made in listen() (signed-token keys are read and imported
+  // first), before any request can arrive.
+  let authorizer: Authorizer | null = null;
+  const auth = (): Authorizer => {
+    if (authorizer === null) throw new Error('the server is not listening yet');
+    return authorizer;
+  };
+  const router = new StreamRouter({ config, ...core, cors, addressOf, auth, logger });
+  const app = buildExpress(config, core, cors, addressOf, auth, logger);
   const http = createMainServer(config, router, app, logger);
   const metricsHttp = config.metrics.port > 0 ? createMetricsServer(app) : null;
   let stopping: Promise<void> | null = null;
@@ -132,6 +142,7 @@ export function createSseServer(config: ServerConfig, deps: ServerDeps): SseServ
     metricsHttp,
     ...core,
     async listen() {
+      authorizer ??= await Authorizer.create(config, { metrics: core.metrics, logger });
       await broker.start();
       if (!broker.up) {
         logger.warn({ event: 'broker_down', broker: broker.type }, 'broker unreachable at start');
@@ -141,7 +152,9 @@ export function createSseServer(config: ServerConfig, deps: ServerDeps): SseServ
       return http.address() as AddressInfo;
     },
     shutdown() {
-      stopping ??= gracefulShutdown({ config, http, metricsHttp, ...core, logger });
+      stopping ??= gracefulShutdown({ config, http, metricsHttp, ...core, logger }).finally(() =>
+        authorizer?.close(),
+      );
       return stopping;
     },
   };

@@ -4,7 +4,12 @@ import { Counter, Gauge, Histogram, Registry } from 'prom-client';
 import { packageVersion } from '../../shared/cli.ts';
 import { registerDefaultMetrics } from '../../shared/default-metrics.ts';
 import { REJECT_REASONS } from './refusals.ts';
-import { STREAM_ROUTES, type StreamRoute } from './stream-routes.ts';
+import {
+  CLOSE_REASONS,
+  type CloseReason,
+  STREAM_ROUTES,
+  type StreamRoute,
+} from './stream-routes.ts';
 
 export const BROKER_OPS = ['publish', 'replay', 'join', 'read'] as const;
 export type BrokerOp = (typeof BROKER_OPS)[number];
@@ -33,6 +38,8 @@ interface StreamMetrics {
   opened: Record<StreamRoute, Counter.Internal>;
   durations: Record<StreamRoute, Histogram.Internal<'route'>>;
   connectionDuration: Histogram<'route'>;
+  /** Pre-bound children of sse_stream_ends_total, one per reason. */
+  streamEnds: Record<CloseReason, Counter.Internal>;
 }
 
 /** The write path: publishes accepted, fan-out time, bytes, replays, heartbeats, slow consumers. */
@@ -125,7 +132,21 @@ function streamMetrics(
     eventsSent[route].inc(0);
   }
   const durations = perRoute((route) => connectionDuration.labels({ route }));
+  const ends = new Counter({
+    name: 'sse_stream_ends_total',
+    help: 'Event streams that ended, by why: complete, client (went away), slow_consumer, shutdown, token_expired (event: reauth), error.',
+    labelNames: ['reason'],
+    registers,
+  });
+  const streamEnds = Object.fromEntries(
+    CLOSE_REASONS.map((reason) => {
+      const child = ends.labels({ reason });
+      child.inc(0);
+      return [reason, child];
+    }),
+  ) as Record<CloseReason, Counter.Internal>;
   return {
+    streamEnds,
     connectionsActive,
     connectionsTotal,
     connectionsRejected,

@@ -286,6 +286,30 @@ export class Authorizer {
   }
 }
 
+/**
+ * A refusal as the routes answer it. With signed tokens configured: the decision's own answer
+ * (`invalid_token` / `insufficient_scope`, RFC 6750's WWW-Authenticate). With the static tokens
+ * alone (the simple mode), the answer they always had: `unauthorized`, naming the token.
+ */
+export function refusalAnswer(
+  decision: AuthRefused,
+  op: AuthOp,
+  jwtEnabled: boolean,
+): { status: number; body: { error: string; message: string }; headers: Record<string, string> } {
+  if (jwtEnabled) {
+    return {
+      status: decision.status,
+      body: { ...decision.body },
+      headers: { ...decision.headers },
+    };
+  }
+  return {
+    status: 401,
+    body: { error: 'unauthorized', message: `a valid ${op} token is required` },
+    headers: { 'WWW-Authenticate': REALM },
+  };
+}
+
 /** Shorthand for Authorizer.create. */
 export function createAuthorizer(
   config: ServerConfig,

@@ -1,5 +1,6 @@
-// Who may publish, checked before the body is read. With publish.token set: the bearer token.
-// Without it (loopback mode), the request must come from a loopback address, and, because a web
+// Who may publish, checked before the body is read. A token (auth/access.ts: publish.token or a
+// signed token) grants it. With no token configured for publishing (loopback mode), the request
+// must come from a loopback address, and, because a web
 // page the developer visits can send requests to their local server (CSRF) or reach it under a
 // hostile DNS name that resolves to 127.0.0.1 (DNS rebinding), also:
 //   - Host must be a loopback name: localhost, 127.x.x.x or [::1], with an optional port;
@@ -8,7 +9,7 @@
 // In both modes the body must be declared `Content-Type: application/json` (415 otherwise): no
 // HTML form can send that cross-site without a CORS preflight.
 import type { IncomingHttpHeaders } from 'node:http';
-import { bearerToken, isLoopback, TokenCheck, UNAUTHORIZED_HEADERS } from './auth.ts';
+import { isLoopback } from './auth.ts';
 import { HttpError } from './errors.ts';
 
 const LOOPBACK_HOST = /^(?:localhost|127(?:\.\d{1,3}){3}|\[::1\])(?::\d{1,5})?$/i;
@@ -29,25 +30,23 @@ export function isJsonContentType(value: string | undefined): boolean {
 const forbidden = (message: string) => new HttpError(403, { error: 'forbidden', message });
 
 export class PublishGuard {
-  private readonly token: TokenCheck | null;
   private readonly origins: ReadonlySet<string>;
 
-  constructor(token: string, allowedOrigins: readonly string[]) {
-    this.token = token ? new TokenCheck(token) : null;
+  constructor(allowedOrigins: readonly string[]) {
     this.origins = new Set(allowedOrigins.filter((o) => o !== '*'));
   }
 
-  /** The refusal for a publish request, or null when it may go on to its body. */
-  check(headers: IncomingHttpHeaders, remoteAddress: string | undefined): HttpError | null {
-    if (this.token !== null) {
-      if (!this.token.matches(bearerToken(headers))) {
-        return new HttpError(
-          401,
-          { error: 'unauthorized', message: 'a valid publish token is required' },
-          UNAUTHORIZED_HEADERS,
-        );
-      }
-    } else {
+  /**
+   * The refusal for a publish request, or null when it may go on to its body. `tokenGranted`:
+   * a token allowed it (see auth/access.ts); without one (no token configured for publishing),
+   * the loopback rules apply.
+   */
+  check(
+    headers: IncomingHttpHeaders,
+    remoteAddress: string | undefined,
+    tokenGranted: boolean,
+  ): HttpError | null {
+    if (!tokenGranted) {
       if (!isLoopback(remoteAddress)) {
         return forbidden(
           'publishing without publish.token is accepted only from loopback addresses',

@@ -2,6 +2,7 @@
 // Body: {"event"?: string, "data": <string | any JSON>} or an array of them (a batch, in order).
 import { createHash } from 'node:crypto';
 import express, { type NextFunction, type Request, type Response } from 'express';
+import { type Authorizer, refusalAnswer } from '../auth/access.ts';
 import type { EventInput, IdempotencyRequest } from '../broker/broker.ts';
 import type { ServerConfig } from '../config.ts';
 import type { ClientAddressOf } from '../http/client-address.ts';
@@ -82,20 +83,37 @@ function idempotencyOf(
   return { key, fingerprint: hash.digest('base64url') };
 }
 
-/** Refuses (401/403/415) a publish request before its body is read (see http/publish-guard.ts). */
-function publishGuard(config: ServerConfig, addressOf: ClientAddressOf) {
-  const guard = new PublishGuard(config.publish.token, config.cors.allowedOrigins);
-  // Behind a trusted proxy on this host the socket is loopback for every client: ask who is behind.
-  return (req: Request, _res: Response, next: NextFunction): void => {
-    next(guard.check(req.headers, addressOf(req)) ?? undefined);
+/**
+ * Refuses a publish request before its body is read: a bad channel name (400), a token that does
+ * not grant it (401/403, auth/access.ts), the loopback rules when no token is configured (403),
+ * a body that is not JSON (415; http/publish-guard.ts).
+ */
+function publishGuard(config: ServerConfig, addressOf: ClientAddressOf, auth: () => Authorizer) {
+  const guard = new PublishGuard(config.cors.allowedOrigins);
+  return async (req: Request, _res: Response, next: NextFunction): Promise<void> => {
+    try {
+      // express has percent-decoded the parameter already: check it, do not decode it again.
+      const name = checkChannelName(String(req.params.channel));
+      const authorizer = auth();
+      const decision = await authorizer.authorize('publish', name, req);
+      if (decision.kind === 'refused') {
+        const answer = refusalAnswer(decision, 'publish', authorizer.jwtEnabled);
+        next(new HttpError(answer.status, answer.body, answer.headers));
+        return;
+      }
+      // Behind a trusted proxy the socket is loopback for every client: ask who is behind it.
+      const granted = decision.kind === 'allowed';
+      next(guard.check(req.headers, addressOf(req), granted) ?? undefined);
+    } catch (err) {
+      next(err);
+    }
   };
 }
 
 function publishHandler(config: ServerConfig, hub: Hub) {
   return async (req: Request, res: Response, next: NextFunction): Promise<void> => {
     try {
-      // express has percent-decoded the parameter already: check it, do not decode it again.
-      const name = checkChannelName(String(req.params.channel));
+      const name = String(req.params.channel); // checked by the guard
       const empty =
         req.headers['transfer-encoding'] === undefined &&
         Number(req.headers['content-length'] ?? 0) === 0;
@@ -145,6 +163,7 @@ export function publishRouter(
   hub: Hub,
   cors: Cors,
   addressOf: ClientAddressOf,
+  auth: () => Authorizer,
 ): express.Router {
   const router = express.Router();
   const withCors = (req: Request, res: Response, next: NextFunction): void => {
@@ -158,7 +177,7 @@ export function publishRouter(
   router.post(
     PUBLISH_PATH,
     withCors,
-    publishGuard(config, addressOf),
+    publishGuard(config, addressOf, auth),
     express.json({
       limit: config.channels.maxBodyBytes,
       type: () => true,

@@ -5,8 +5,8 @@
 //   GET|HEAD /sse/channels/:channel  a channel subscription (retry, replay, live events)
 //   OPTIONS  on both                  CORS preflight
 import type { IncomingMessage, OutgoingHttpHeaders, ServerResponse } from 'node:http';
+import { type AuthDecision, type Authorizer, refusalAnswer } from '../auth/access.ts';
 import type { ServerConfig } from '../config.ts';
-import { bearerToken, TokenCheck, UNAUTHORIZED_HEADERS } from '../http/auth.ts';
 import type { ClientAddressOf } from '../http/client-address.ts';
 import { type Cors, streamHeaders } from '../http/cors.ts';
 import { HttpError, sendJson } from '../http/errors.ts';
@@ -43,18 +43,17 @@ export interface StreamRouterDeps {
   cors: Cors;
   /** The client's address (behind a trusted proxy: from X-Forwarded-For) for limits and logs. */
   addressOf: ClientAddressOf;
+  /** Who may subscribe to a channel (tokens, public channels). */
+  auth: () => Authorizer;
 }
 
 export class StreamRouter {
   private readonly deps: StreamRouterDeps;
-  private readonly subscribeToken: TokenCheck | null;
   /** The stream headers when every origin is allowed: the same for every request (HTTP/1.1, 1.0). */
   private readonly fixedHeaders: readonly [OutgoingHttpHeaders, OutgoingHttpHeaders] | null;
 
   constructor(deps: StreamRouterDeps) {
     this.deps = deps;
-    const token = deps.config.subscribe.token;
-    this.subscribeToken = token ? new TokenCheck(token) : null;
     const anyOrigin = deps.config.cors.allowedOrigins.includes('*');
     this.fixedHeaders = anyOrigin
       ? [
@@ -143,26 +142,40 @@ export class StreamRouter {
     query: URLSearchParams,
   ): void {
     const name = channelName(rawName);
-    if (this.subscribeToken !== null) {
-      const presented = bearerToken(req.headers) ?? query.get('access_token');
-      if (!this.subscribeToken.matches(presented)) {
-        this.deps.metrics.connectionsRejected.labels('unauthorized').inc();
-        this.refuse(
-          req,
-          res,
-          new HttpError(
-            401,
-            { error: 'unauthorized', message: 'a valid subscribe token is required' },
-            UNAUTHORIZED_HEADERS,
-          ),
-        );
-        return;
-      }
+    const authorizer = this.deps.auth();
+    const decision = authorizer.authorize('subscribe', name, req);
+    if (decision instanceof Promise) {
+      decision.then(
+        (d) => this.subscribeAs(req, res, name, query, d, authorizer.jwtEnabled),
+        (err: unknown) => this.refuseStarted(req, res, err),
+      );
+    } else this.subscribeAs(req, res, name, query, decision, authorizer.jwtEnabled);
+  }
+
+  /** Subscribes once the token (if any) was checked: refused, or admitted with its expiry. */
+  private subscribeAs(
+    req: IncomingMessage,
+    res: ServerResponse,
+    name: string,
+    query: URLSearchParams,
+    decision: AuthDecision,
+    jwtEnabled: boolean,
+  ): void {
+    if (res.destroyed) return; // the client left while its token was checked
+    if (decision.kind === 'refused') {
+      this.deps.metrics.connectionsRejected.labels('unauthorized').inc();
+      const answer = refusalAnswer(decision, 'subscribe', jwtEnabled);
+      this.refuse(req, res, new HttpError(answer.status, answer.body, answer.headers));
+      return;
     }
     // Any Last-Event-ID is taken: one the channel's record cannot place gets an explicit reset.
     const last = rawLastEventId(req.headers['last-event-id'], query)?.value.slice(0, 256) ?? null;
     const conn = this.admitStream(req, res, '/sse/channels/:channel');
     if (conn === null) return;
+    // A stream granted by a signed token ends when the token expires (the stream watch).
+    if (decision.kind === 'allowed' && decision.expiresAt !== null) {
+      conn.expiresAt = decision.expiresAt;
+    }
     this.deps.hub
       .subscribe(conn, name, last, this.headers(req))
       .catch((err: unknown) => this.refuseStarted(req, res, err));

@@ -4,7 +4,7 @@
 // progress) is its one owner, told once when the stream closes.
 import type { IncomingMessage, OutgoingHttpHeaders, ServerResponse } from 'node:http';
 import type { Socket } from 'node:net';
-import type { StreamRoute } from '../stream-routes.ts';
+import type { CloseReason, StreamRoute } from '../stream-routes.ts';
 import {
   ChunkedSocketTransport,
   ResponseTransport,
@@ -14,7 +14,7 @@ import {
 } from './transport.ts';
 
 /** Why a stream ended, for logs and metrics. */
-export type CloseReason = 'complete' | 'client' | 'slow_consumer' | 'shutdown' | 'error';
+export type { CloseReason } from '../stream-routes.ts';
 
 /** What a stream carries (a subscription, the example's progress): told once when it closes. */
 export interface StreamOwner {
@@ -47,6 +47,8 @@ export class SseConnection {
   bytesSent = 0;
   /** What this stream carries; told once when it closes. */
   owner: StreamOwner | null = null;
+  /** When the token that granted the stream expires (ms since the epoch); 0: never. */
+  expiresAt = 0;
   /** Stall rule (see stalled()): the most bytes the client took so far, and since when not more. */
   private sentMark = 0;
   private stalledSince = 0;

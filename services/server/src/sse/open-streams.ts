@@ -92,6 +92,7 @@ export class OpenStreams {
     conn.closed();
     const metrics = this.metrics;
     metrics.durations[conn.route].observe((performance.now() - conn.openedAt) / 1000);
+    metrics.streamEnds[conn.closeReason].inc();
     if (conn.closeReason === 'slow_consumer') {
       metrics.slowConsumerDisconnects.inc();
       this.logger.warn(

@@ -3,17 +3,20 @@
 // stream.
 import type { Logger } from 'pino';
 import type { ServerMetrics } from '../metrics.ts';
-import { frameChunk, HEARTBEAT } from '../wire/encode.ts';
+import { encodeNotice, frameChunk, HEARTBEAT } from '../wire/encode.ts';
 import type { SseConnection } from './connection.ts';
 import { kernelQueuesAvailable, readSendQueues, socketInode } from './kernel-queues.ts';
 
 export interface WatchOptions {
   heartbeatMs: number;
+  /** The reconnection delay sent with `event: reauth` when a stream's token expires. */
+  retryMs: number;
   /** A stream whose client took none of its bytes for this long is cut as a slow consumer. */
   stallTimeoutMs: number;
 }
 
 const HEARTBEAT_CHUNK = frameChunk(HEARTBEAT);
+const REAUTH = { reason: 'token_expired' };
 
 export class StreamWatch {
   private readonly streams: ReadonlySet<SseConnection>;
@@ -21,6 +24,8 @@ export class StreamWatch {
   private readonly metrics: ServerMetrics;
   private readonly logger: Logger;
   private timer: NodeJS.Timeout | null = null;
+  /** `retry:` and `event: reauth`, the last bytes of a stream whose token expired. */
+  private readonly reauth: Buffer;
   /** Kernel send-queue scans (Linux): how often, when the last began, whether one is under way. */
   private readonly kernelScanMs: number;
   private readonly kernelScans: boolean;
@@ -40,6 +45,7 @@ export class StreamWatch {
     this.logger = logger;
     this.kernelScans = kernelScans;
     this.kernelScanMs = Math.max(250, Math.min(2000, Math.floor(options.stallTimeoutMs / 4)));
+    this.reauth = Buffer.from(encodeNotice('reauth', REAUTH, options.retryMs));
   }
 
   /** A new stream: found by the kernel scan through its socket's inode. */
@@ -59,8 +65,9 @@ export class StreamWatch {
   }
 
   /**
-   * Writes the heartbeat comment to every stream idle for heartbeatMs or longer, and cuts every
-   * stream that stalled (see SseConnection.stalled) as a slow consumer.
+   * Writes the heartbeat comment to every stream idle for heartbeatMs or longer, cuts every
+   * stream that stalled (see SseConnection.stalled) as a slow consumer, and ends every stream whose
+   * token expired with `event: reauth` (the page reconnects with a fresh token).
    */
   tick(now = Date.now()): void {
     if (this.kernelScans && !this.scanning && now - this.lastKernelScan >= this.kernelScanMs) {
@@ -70,9 +77,15 @@ export class StreamWatch {
     const idleSince = now - this.options.heartbeatMs;
     const stallMs = this.options.stallTimeoutMs;
     let sent = 0;
+    let expired = 0;
     for (const conn of this.streams) {
       if (conn.stalled(now, stallMs)) {
         conn.destroy('slow_consumer');
+        continue;
+      }
+      if (conn.expiresAt > 0 && now >= conn.expiresAt && !conn.ended && conn.opened) {
+        conn.end(this.reauth, 'token_expired');
+        expired++;
         continue;
       }
       if (conn.lastWriteAt > idleSince || conn.ended || !conn.opened) continue;
@@ -82,6 +95,7 @@ export class StreamWatch {
       this.metrics.heartbeatsSent.inc(sent);
       this.metrics.bytesSent.inc(sent * HEARTBEAT.length);
     }
+    if (expired > 0) this.metrics.bytesSent.inc(expired * this.reauth.length);
   }
 
   /**

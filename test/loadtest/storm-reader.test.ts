@@ -6,11 +6,11 @@ import net from 'node:net';
 import { describe, test } from 'node:test';
 import { createParser } from 'eventsource-parser';
 import fc from 'fast-check';
+import { HttpFramingError, HttpResponseParser } from '../../loadtest/src/raw/http-response.ts';
+import { SseReader } from '../../loadtest/src/raw/sse-reader.ts';
 import { historyBatches } from '../../loadtest/src/storm/history.ts';
-import { HttpFramingError, HttpResponseParser } from '../../loadtest/src/storm/http-response.ts';
 import { RawSubscriber, stormRequest } from '../../loadtest/src/storm/raw-subscriber.ts';
 import { historyData, replayExpectation } from '../../loadtest/src/storm/replay-check.ts';
-import { SseReader } from '../../loadtest/src/storm/sse-reader.ts';
 
 interface Ev {
   id: string | undefined;

@@ -4,9 +4,9 @@
 // reset (an `event: reset`), failed (a socket error, broken framing, a stream that ended early)
 // or timed out. Times are epoch ms (performance.timeOrigin + performance.now()).
 import net from 'node:net';
-import { HttpFramingError, HttpResponseParser } from './http-response.ts';
+import { HttpFramingError, HttpResponseParser } from '../raw/http-response.ts';
+import { SseReader } from '../raw/sse-reader.ts';
 import { ReplayCheck, type ReplayExpectation } from './replay-check.ts';
-import { SseReader } from './sse-reader.ts';
 
 export type OutcomeKind = 'served' | 'refused' | 'reset' | 'failed' | 'timed_out';
 

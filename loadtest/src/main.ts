@@ -26,6 +26,7 @@ import { runCapacity } from './scenarios/capacity.ts';
 import { runConnections } from './scenarios/connections.ts';
 import { runFanout } from './scenarios/fanout.ts';
 import { runStorm, type StormOptions } from './scenarios/storm.ts';
+import { runStormBench } from './scenarios/storm-bench.ts';
 import { runStream } from './scenarios/stream.ts';
 import {
   evaluate,
@@ -43,6 +44,7 @@ type Scenario = (typeof SCENARIOS)[number];
 
 export const USAGE = `usage: npm run loadtest -- --scenario <stream|fanout|connections|capacity|storm> [options]
        npm run bench:fanout -- [--broker memory|redis|both] [--subscribers N] [--receiver raw]
+       npm run loadtest -- --scenario storm --bench [--broker memory|redis|both] [--subscribers N]
 
   --scenario NAME       stream | fanout | connections | capacity | storm
   --url BASE            server base URL; repeat for replicas (subscribers round-robin, publishes
@@ -74,9 +76,13 @@ export const USAGE = `usage: npm run loadtest -- --scenario <stream|fanout|conne
                         receiver-ceiling, preframed, direct-send, express-naive, better-sse)
   --out DIR             where reports go (default loadtest/results)
   --json                print the report as JSON on stdout (everything else on stderr)
-  --bench               the fan-out benchmark (npm run bench:fanout); takes only --url (once),
-                        --broker, --subscribers, --workers, --p99-target-ms, --receiver, --rates,
-                        --servers, --out, --no-progress
+  --bench               fanout: the fan-out benchmark (npm run bench:fanout); takes only --url
+                        (once), --broker, --subscribers, --workers, --p99-target-ms, --receiver,
+                        --rates, --servers, --out, --no-progress
+                        storm: the restart storm (the harness starts the server, opens N live
+                        subscribers, restarts it; they reconnect by themselves); takes only
+                        --broker, --subscribers, --history, --event-bytes, --timeout, --workers,
+                        --out, --no-progress
   --no-progress         no progress bars (they only show on a terminal anyway)
   --help                this text
 
@@ -131,16 +137,28 @@ const NOT_WITH_BENCH = [
   'json',
 ] as const;
 
+/** The storm bench starts, measures and restarts its own server. */
+const NOT_WITH_STORM_BENCH = ['url', 'p99-target-ms', 'receiver', 'rates', 'servers'] as const;
+
 /**
- * With --bench: none of NOT_WITH_BENCH, and at most one --url (the server to measure, then no
- * --servers).
+ * With --bench: none of NOT_WITH_BENCH; the fan-out bench takes at most one --url (the server to
+ * measure, then no --servers), the storm bench none of NOT_WITH_STORM_BENCH.
  */
-function benchFlags(values: Record<string, unknown>, urls: string[]): void {
+function benchFlags(values: Record<string, unknown>, urls: string[], scenario: Scenario): void {
   const given = NOT_WITH_BENCH.find((name) => values[name] !== undefined);
   if (given !== undefined) {
     throw new UsageError(
       `--${given} does not go with --bench (it sets its own rates and durations)`,
     );
+  }
+  if (scenario === 'storm') {
+    const storm = NOT_WITH_STORM_BENCH.find((name) => values[name] !== undefined);
+    if (storm !== undefined) {
+      throw new UsageError(
+        `--${storm} does not go with --scenario storm --bench (it starts and restarts its own server)`,
+      );
+    }
+    return;
   }
   if (urls.length > 1) throw new UsageError('--bench measures one server: give --url once');
   if (urls.length === 1 && values.servers !== undefined) {
@@ -270,10 +288,10 @@ function parse(argv: string[]) {
     help: { type: 'boolean' },
   });
   const scenario = scenarioFlag(values.scenario, Boolean(values.help));
-  if (values.bench && scenario !== 'fanout')
-    throw new UsageError('--bench goes with --scenario fanout');
+  if (values.bench && scenario !== 'fanout' && scenario !== 'storm')
+    throw new UsageError('--bench goes with --scenario fanout or storm');
   const urls = (values.url ?? []).map((url) => withoutTrailingSlash(httpUrlFlag('--url', url)!));
-  if (values.bench) benchFlags(values, urls);
+  if (values.bench) benchFlags(values, urls, scenario);
   stormFlags(values, scenario, urls);
   fanoutBenchFlags(values, scenario, Boolean(values.bench));
   const receiver = receiverFlag(values.receiver, scenario, urls);
@@ -484,6 +502,18 @@ async function main(argv: string[]): Promise<number> {
   const old = args.compare !== undefined ? readReportOrNull(args.compare) : undefined;
   if (old === null) return 2;
   const progress = args.progress && process.stderr.isTTY === true;
+  if (args.bench && args.scenario === 'storm') {
+    return runStormBench({
+      config,
+      out: config.out,
+      broker: args.broker,
+      subscribers: args.subscribers,
+      history: args.history,
+      eventBytes: args.eventBytes,
+      timeoutS: args.timeout,
+      workers: args.workers,
+    });
+  }
   if (args.bench) {
     return runBench({
       urls: args.urls,

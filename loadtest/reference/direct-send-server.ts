@@ -5,10 +5,11 @@
 // (EAGAIN or a partial write) the rest goes to the socket's own queue, and the following events
 // follow it there until it has drained (libuv's epoll flushes it), so the order holds.
 //
-// REFERENCE_MODE=coalesce turns it into the receiver's ceiling: events are gathered per channel and
-// sent every REFERENCE_FLUSH_MS (default 25) as one chunk per subscriber, so the server does a few
-// writes per subscriber per second whatever the rate and the receiving side is what gives out. It
-// adds up to that many ms to every delivery.
+// REFERENCE_MODE=coalesce turns it into the receiver's ceiling: a channel's events are gathered and
+// sent as one chunk per subscriber at most once per interval, the longer of REFERENCE_FLUSH_MS
+// (default 25) and four times what the last flush took (so flushing takes at most a fifth of a
+// core, however many subscribers), whatever the rate: the receiving side is what gives out. An
+// event waits up to one interval; the ceiling's own delivery latency shows in its bench rows.
 //
 // No limits, no auth, no history: a yardstick, not a product.
 //   GET  /sse/channels/:channel             subscribe (retry line, then live events)
@@ -36,16 +37,25 @@ const HEADERS = {
 interface Channel {
   subscribers: Set<Socket>;
   lastId: number;
-  /** coalesce: the events since the last flush, and its timer. */
+  /** coalesce: the events since the last flush, its timer, when it ran and the next may. */
   pending: string;
   timer: ReturnType<typeof setTimeout> | null;
+  flushedAt: number;
+  intervalMs: number;
 }
 
 const channels = new Map<string, Channel>();
 const channelOf = (name: string) => {
   let ch = channels.get(name);
   if (!ch) {
-    ch = { subscribers: new Set(), lastId: 0, pending: '', timer: null };
+    ch = {
+      subscribers: new Set(),
+      lastId: 0,
+      pending: '',
+      timer: null,
+      flushedAt: 0,
+      intervalMs: FLUSH_MS,
+    };
     channels.set(name, ch);
   }
   return ch;
@@ -94,7 +104,9 @@ function flush(ch: Channel): void {
   ch.timer = null;
   const text = ch.pending;
   ch.pending = '';
+  ch.flushedAt = performance.now();
   if (text !== '') sendToAll(ch, text);
+  ch.intervalMs = Math.max(FLUSH_MS, 4 * (performance.now() - ch.flushedAt));
 }
 
 function publish(ch: Channel, items: { event?: string; data: unknown }[]): number[] {
@@ -107,7 +119,8 @@ function publish(ch: Channel, items: { event?: string; data: unknown }[]): numbe
     if (!COALESCE) sendToAll(ch, text);
     else {
       ch.pending += text;
-      ch.timer ??= setTimeout(flush, FLUSH_MS, ch);
+      const wait = ch.flushedAt + ch.intervalMs - performance.now();
+      ch.timer ??= setTimeout(flush, Math.max(0, wait), ch);
     }
   }
   return ids;

@@ -1,6 +1,8 @@
 // The servers `npm run bench:fanout` measures, each started on a random port when its turn comes
-// and stopped after it: ours with the memory or the Redis broker, the pre-framed node:http
-// reference, naive express and better-sse; or, with --url, one server that is already running.
+// and stopped after it: ours with the memory or the Redis broker, the receiver's ceiling (the
+// direct-send reference coalescing everything), the pre-framed node:http reference, the
+// direct-send reference (one write(2) per subscriber per event, like C epoll), naive express and
+// better-sse; or, with --url, one server that is already running.
 import { type SpawnedServer, spawnServer } from '../../services/shared/spawn-server.ts';
 import { type RedisProcess, startRedis } from './redis-server.ts';
 
@@ -20,6 +22,9 @@ export interface TargetSpec {
   stream: boolean;
   start: () => Promise<RunningTarget>;
 }
+
+/** The bench's name for the receiver's ceiling (bench.ts compares every server with it). */
+export const CEILING = 'receiver-ceiling';
 
 async function serverTarget(script: string, env: Record<string, string> = {}) {
   const server: SpawnedServer = await spawnServer(script, {
@@ -52,7 +57,7 @@ async function redisTarget() {
   }
 }
 
-/** Ours with the broker(s) asked for, then the three references. */
+/** Ours with the broker(s) asked for, then the receiver's ceiling, then the four references. */
 export function benchTargets(broker: Broker): TargetSpec[] {
   const list: TargetSpec[] = [];
   if (broker !== 'redis') {
@@ -65,9 +70,20 @@ export function benchTargets(broker: Broker): TargetSpec[] {
   if (broker !== 'memory') list.push({ name: 'ours-redis', stream: false, start: redisTarget });
   list.push(
     {
+      name: CEILING,
+      stream: false,
+      start: () =>
+        serverTarget('loadtest/reference/direct-send-server.ts', { REFERENCE_MODE: 'coalesce' }),
+    },
+    {
       name: 'preframed',
       stream: true,
       start: () => serverTarget('loadtest/reference/preframed-server.ts'),
+    },
+    {
+      name: 'direct-send',
+      stream: false,
+      start: () => serverTarget('loadtest/reference/direct-send-server.ts'),
     },
     {
       name: 'express-naive',

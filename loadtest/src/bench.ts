@@ -1,20 +1,26 @@
 // `npm run bench:fanout`: the fan-out benchmark. For each server, started one at a time on a
 // random port (only one loads the machine at a time): its capacity (highest publish rate with the
 // delivery p99 under the target for N subscribers, deliveries/s), fixed fan-out points (1000 x 50/s
-// and 5000 x 10/s: publish latency, delivery latency, server CPU per delivery, lost), and the
-// example stream. Servers: ours (memory broker, Redis broker, or both: --broker), the pre-framed
-// node:http reference, naive express, better-sse (bench-targets.ts). With --url, only the given
-// server is measured.
+// and 5000 x 10/s, or --subscribers x each of --rates: publish latency, delivery latency, server
+// CPU per delivery, lost), and the example stream. Servers: ours (memory broker, Redis broker, or
+// both: --broker), the receiver's ceiling, the pre-framed node:http reference, the direct-send
+// reference, naive express, better-sse (bench-targets.ts; --servers picks some). The receiver's
+// ceiling is a server that costs next to nothing per delivery: its capacity is what the receiving
+// side (--receiver client or raw) can take on this machine, and every server's capacity is shown
+// as a share of it: near 100 %, the receiver, not the server, was measured. With --url, only the
+// given server is measured.
 import { availableParallelism } from 'node:os';
 import {
   BENCH_TOKEN,
   type Broker,
   benchTargets,
+  CEILING,
   type RunningTarget,
   type TargetSpec,
   urlTarget,
 } from './bench-targets.ts';
 import type { LoadtestConfig } from './config.ts';
+import type { Receiver } from './fanout/rig.ts';
 import { green, log, red, yellow } from './output.ts';
 import { environment, type Figures, labelled, type Report, writeReport } from './report/report.ts';
 import { formatFigure, textTable } from './report/table.ts';
@@ -51,6 +57,8 @@ const FIXED_FIGURES = [
   'server_cpu_per_delivery_ms',
   'lost',
   'duplicated',
+  'out_of_order',
+  'corrupted',
   'harness_event_loop_p99_max_ms',
   'harness_worker_cpu_max_pct',
   'harness_limited',
@@ -60,6 +68,7 @@ const CAPACITY_COLUMNS = [
   'server',
   'events/s',
   'deliveries/s',
+  'of receiver ceiling',
   'p99 there',
   'first failing rate',
   'harness loop p99 there',
@@ -75,7 +84,7 @@ const FIXED_COLUMNS = [
   'delivery p50',
   'delivery p99',
   'server CPU/delivery',
-  'lost',
+  'lost/dup/order/corrupt',
   'harness loop p99',
   'worker CPU',
   'harness-limited',
@@ -92,7 +101,15 @@ export interface BenchOptions {
   subscribers?: number;
   workers?: number;
   p99TargetMs: number;
+  receiver: Receiver;
+  /** The fixed points are `subscribers` x each rate (default FIXED). */
+  rates?: number[];
+  /** Only these servers (bench-targets.ts names). */
+  servers?: string[];
 }
+
+/** A capacity at or above this share of the receiver's ceiling was set by the receiver. */
+const RECEIVER_BOUND_SHARE = 0.9;
 
 /** The options with the capacity subscriber count and the publish token settled. */
 type BenchRun = Omit<BenchOptions, 'subscribers'> & { subscribers: number; token: string };
@@ -103,7 +120,8 @@ interface Tally {
   warnings: string[];
   /** Why the harness, not the server, may have set some figures. */
   limited: string[];
-  capacityRows: string[][];
+  /** Each server's capacity figures, in the order measured (rows built when printed). */
+  capacities: { server: string; figures: Figures }[];
   fixedRows: string[][];
   streamRows: string[][];
   capacitySeries: { rate: number; p99: number | null; ok: boolean; server: string }[];
@@ -115,7 +133,7 @@ const newTally = (): Tally => ({
   figures: {},
   warnings: [],
   limited: [],
-  capacityRows: [],
+  capacities: [],
   fixedRows: [],
   streamRows: [],
   capacitySeries: [],
@@ -133,11 +151,25 @@ function noteRun(tally: Tally, label: string, run: Pick<Report, 'warnings' | 'ha
   tally.limited.push(...labelled(label, run.harnessLimited ?? []));
 }
 
-function capacityRow(server: string, c: Figures): string[] {
+/** The ceiling's capacity in deliveries/s, when it was measured and sustained anything. */
+function ceilingOf(tally: Tally): number | null {
+  const c = tally.capacities.find((x) => x.server === CEILING)?.figures.capacity_deliveries_per_s;
+  return c ? c : null;
+}
+
+/** A capacity as a share of the receiver's ceiling (null without a ceiling). */
+const shareOf = (c: Figures, ceiling: number | null) =>
+  ceiling === null || c.capacity_deliveries_per_s === null
+    ? null
+    : c.capacity_deliveries_per_s / ceiling;
+
+function capacityRow(server: string, c: Figures, ceiling: number | null): string[] {
+  const share = shareOf(c, ceiling);
   return [
     server,
     formatFigure('x_per_s', c.capacity_events_per_s),
     formatFigure('x_per_s', c.capacity_deliveries_per_s),
+    share === null ? 'n/a' : `${(share * 100).toFixed(0)} %`,
     formatFigure('x_ms', c.capacity_delivery_p99_ms),
     formatFigure('x_per_s', c.first_unsustained_rate_per_s),
     formatFigure('x_ms', c.capacity_harness_event_loop_p99_max_ms),
@@ -155,7 +187,7 @@ function fixedRow(server: string, n: number, rate: number, f: Figures): string[]
     formatFigure('x_ms', f.delivery_p50_ms),
     formatFigure('x_ms', f.delivery_p99_ms),
     formatFigure('x_ms', f.server_cpu_per_delivery_ms),
-    String(f.lost),
+    `${f.lost}/${f.duplicated}/${f.out_of_order}/${f.corrupted}`,
     formatFigure('x_ms', f.harness_event_loop_p99_max_ms),
     formatFigure('x_pct', f.harness_worker_cpu_max_pct),
     f.harness_limited ? 'yes' : 'no',
@@ -171,6 +203,7 @@ async function measureCapacity(name: string, base: string, run: BenchRun, tally:
     bases: [base],
     subscribers: run.subscribers,
     workers: run.workers,
+    receiver: run.receiver,
     p99TargetMs: run.p99TargetMs,
     startRate: 20,
     maxRate: 20_000,
@@ -183,7 +216,7 @@ async function measureCapacity(name: string, base: string, run: BenchRun, tally:
   copyFigures(tally.figures, name, cap.figures, CAPACITY_FIGURES);
   for (const p of cap.series.capacity ?? []) tally.capacitySeries.push({ ...p, server: name });
   noteRun(tally, `${name} capacity`, cap);
-  tally.capacityRows.push(capacityRow(name, cap.figures));
+  tally.capacities.push({ server: name, figures: cap.figures });
 }
 
 async function measureFixedPoint(
@@ -203,6 +236,7 @@ async function measureFixedPoint(
     warmup: 1,
     connections: 16,
     workers: run.workers,
+    receiver: run.receiver,
     token: run.token,
     progress: run.progress,
   });
@@ -238,22 +272,53 @@ async function measureServer(spec: TargetSpec, run: BenchRun, tally: Tally): Pro
   }
   try {
     await measureCapacity(spec.name, target.base, run, tally);
-    for (const point of FIXED) await measureFixedPoint(spec.name, target.base, point, run, tally);
+    for (const point of fixedPoints(run)) {
+      await measureFixedPoint(spec.name, target.base, point, run, tally);
+    }
     if (spec.stream) await measureStream(spec.name, target.base, run, tally);
   } finally {
     await target.stop();
   }
 }
 
+/** The fixed fan-out points: --subscribers x each of --rates, or FIXED. */
+const fixedPoints = (run: BenchRun): [number, number][] =>
+  run.rates === undefined ? FIXED : run.rates.map((rate) => [run.subscribers, rate]);
+
+/** Each server's capacity as a share of the receiver's ceiling (figures), and a verdict line. */
+function ceilingShares(tally: Tally): string[] {
+  const ceiling = ceilingOf(tally);
+  if (ceiling === null) return [];
+  const lines: string[] = [];
+  for (const { server, figures } of tally.capacities) {
+    if (server === CEILING) continue;
+    const share = shareOf(figures, ceiling);
+    tally.figures[`${server}_capacity_share_of_receiver_ceiling`] = share;
+    if (share !== null && share >= RECEIVER_BOUND_SHARE) {
+      lines.push(
+        `${server}: capacity at ${(share * 100).toFixed(0)} % of the receiver's ceiling: the receiver, not the server, set it`,
+      );
+    }
+  }
+  return lines;
+}
+
 /** The three tables on stdout, then every warning on stderr. */
-function printTables(tally: Tally, run: BenchRun): void {
+function printTables(tally: Tally, run: BenchRun, receiverBound: string[]): void {
   const print = (s: string) => process.stdout.write(`${s}\n`);
   print(
-    `\nCapacity: highest publish rate with delivery p99 <= ${run.p99TargetMs} ms, ${run.subscribers} subscribers, nothing lost`,
+    `\nCapacity: highest publish rate with delivery p99 <= ${run.p99TargetMs} ms, ${run.subscribers} subscribers, nothing lost (receiver: ${run.receiver})`,
   );
-  print(textTable(CAPACITY_COLUMNS, tally.capacityRows));
+  const ceiling = ceilingOf(tally);
   print(
-    '\nFixed fan-out points (publish latency: request -> 202; delivery: publish -> subscriber)',
+    textTable(
+      CAPACITY_COLUMNS,
+      tally.capacities.map((c) => capacityRow(c.server, c.figures, ceiling)),
+    ),
+  );
+  for (const line of receiverBound) print(line);
+  print(
+    `\nFixed fan-out points (publish latency: request -> 202; delivery: publish -> subscriber; receiver: ${run.receiver})`,
   );
   print(textTable(FIXED_COLUMNS, tally.fixedRows));
   print('\n/sse/test?count=10&interval_ms=0, 100 connections (autocannon)');
@@ -270,7 +335,10 @@ function benchReport(specs: TargetSpec[], run: BenchRun, tally: Tally, startedAt
       broker: run.broker,
       capacity_subscribers: run.subscribers,
       p99_target_ms: run.p99TargetMs,
-      fixed: FIXED.map(([n, r]) => `${n}x${r}`).join(' '),
+      receiver: run.receiver,
+      fixed: fixedPoints(run)
+        .map(([n, r]) => `${n}x${r}`)
+        .join(' '),
       cpus: availableParallelism(),
     },
     environment: environment(),
@@ -289,10 +357,16 @@ function benchReport(specs: TargetSpec[], run: BenchRun, tally: Tally, startedAt
   };
 }
 
-/** 1: events lost or duplicated, no server, or one that did not start; 3: harness-limited. */
+/** Figures of each run that must be 0. */
+const FAULTS = ['_lost', '_duplicated', '_out_of_order', '_corrupted'];
+
+/**
+ * 1: events lost, duplicated, out of order or corrupted, no server, or one that did not start;
+ * 3: harness-limited.
+ */
 function benchExitCode(tally: Tally, servers: number): number {
   const lost = Object.entries(tally.figures)
-    .filter(([k]) => k.endsWith('_lost') || k.endsWith('_duplicated'))
+    .filter(([k]) => FAULTS.some((f) => k.endsWith(f)))
     .reduce((n, [, v]) => n + (v ?? 0), 0);
   if (lost > 0 || servers === 0) return 1;
   if (tally.warnings.some((w) => w.includes('could not start'))) return 1;
@@ -302,8 +376,9 @@ function benchExitCode(tally: Tally, servers: number): number {
 }
 
 export async function runBench(options: BenchOptions): Promise<number> {
-  const specs =
-    options.urls.length > 0 ? [urlTarget(options.urls[0]!)] : benchTargets(options.broker);
+  const all = benchTargets(options.broker);
+  const chosen = options.servers ? all.filter((t) => options.servers!.includes(t.name)) : all;
+  const specs = options.urls.length > 0 ? [urlTarget(options.urls[0]!)] : chosen;
   const run: BenchRun = {
     ...options,
     subscribers: options.subscribers ?? 1000,
@@ -312,7 +387,7 @@ export async function runBench(options: BenchOptions): Promise<number> {
   const startedAt = new Date().toISOString();
   const tally = newTally();
   for (const spec of specs) await measureServer(spec, run, tally);
-  printTables(tally, run);
+  printTables(tally, run, ceilingShares(tally));
   const report = benchReport(specs, run, tally, startedAt);
   const files = await writeReport(report, run.out);
   log(`\nreport: ${files.markdown}\n        ${files.svg}`);

@@ -13,8 +13,9 @@ import {
 } from '../../services/shared/cli.ts';
 import { ConfigError } from '../../services/shared/config-file.ts';
 import { runBench } from './bench.ts';
-import type { Broker } from './bench-targets.ts';
+import { type Broker, benchTargets } from './bench-targets.ts';
 import { type LoadtestConfig, loadLoadtestConfig } from './config.ts';
+import { RECEIVERS, type Receiver } from './fanout/rig.ts';
 import { green, log, red, yellow } from './output.ts';
 import { renderComparison } from './report/chart.ts';
 import { compareReports, readReport } from './report/compare.ts';
@@ -25,6 +26,7 @@ import { runCapacity } from './scenarios/capacity.ts';
 import { runConnections } from './scenarios/connections.ts';
 import { runFanout } from './scenarios/fanout.ts';
 import { runStorm, type StormOptions } from './scenarios/storm.ts';
+import { runStormBench } from './scenarios/storm-bench.ts';
 import { runStream } from './scenarios/stream.ts';
 import {
   evaluate,
@@ -41,7 +43,8 @@ const SCENARIOS = ['stream', 'fanout', 'connections', 'capacity', 'storm'] as co
 type Scenario = (typeof SCENARIOS)[number];
 
 export const USAGE = `usage: npm run loadtest -- --scenario <stream|fanout|connections|capacity|storm> [options]
-       npm run bench:fanout -- [--broker memory|redis|both] [--subscribers N]
+       npm run bench:fanout -- [--broker memory|redis|both] [--subscribers N] [--receiver raw]
+       npm run loadtest -- --scenario storm --bench [--broker memory|redis|both] [--subscribers N]
 
   --scenario NAME       stream | fanout | connections | capacity | storm
   --url BASE            server base URL; repeat for replicas (subscribers round-robin, publishes
@@ -53,7 +56,9 @@ export const USAGE = `usage: npm run loadtest -- --scenario <stream|fanout|conne
   --warmup S            fanout, capacity: seconds published before measuring (default 1)
   --connections N       stream: concurrent connections; fanout, capacity: publishes in flight at most
   --workers N           fanout, capacity, storm: subscriber processes (default: 1 per 1000, at most
-                        1 per CPU)
+                        1 per CPU, at least 1 per 15000)
+  --receiver KIND       fanout, capacity, fan-out bench: client (default: the project's client
+                        library) | raw (raw sockets: HTTP/1.1 chunked + SSE framing only; http://)
   --history K           storm: events each subscriber must replay (K+1 are published; default 1000)
   --event-bytes B       storm: about B bytes of data per event (default 1024)
   --timeout S           storm: subscribers not served S seconds after the storm began are not
@@ -65,10 +70,19 @@ export const USAGE = `usage: npm run loadtest -- --scenario <stream|fanout|conne
   --compare FILE        this run's figures beside an earlier report's: change, and whether it is
                         outside both runs' spread; also writes a comparison chart
   --broker KIND         bench: memory | redis | both (redis starts redis-server on a random port)
+  --rates R,R,...       fan-out bench: the fixed points are --subscribers x each rate (default
+                        1000 x 50/s and 5000 x 10/s)
+  --servers A,B,...     fan-out bench: only these servers (ours-memory, ours-redis,
+                        receiver-ceiling, preframed, direct-send, express-naive, better-sse)
   --out DIR             where reports go (default loadtest/results)
   --json                print the report as JSON on stdout (everything else on stderr)
-  --bench               the fan-out benchmark (npm run bench:fanout); takes only --url (once),
-                        --broker, --subscribers, --workers, --p99-target-ms, --out, --no-progress
+  --bench               fanout: the fan-out benchmark (npm run bench:fanout); takes only --url
+                        (once), --broker, --subscribers, --workers, --p99-target-ms, --receiver,
+                        --rates, --servers, --out, --no-progress
+                        storm: the restart storm (the harness starts the server, opens N live
+                        subscribers, restarts it; they reconnect by themselves); takes only
+                        --broker, --subscribers, --history, --event-bytes, --timeout, --workers,
+                        --out, --no-progress
   --no-progress         no progress bars (they only show on a terminal anyway)
   --help                this text
 
@@ -107,6 +121,9 @@ function brokerFlag(raw: string | undefined, bench: boolean): Broker {
   return (raw ?? 'memory') as Broker;
 }
 
+/** Every server the fan-out bench knows, whatever the broker (--servers names them). */
+const SERVER_NAMES = benchTargets('both').map((t) => t.name);
+
 /** Flags the bench does not take: it sets its own rates, durations and reports. */
 const NOT_WITH_BENCH = [
   'connections',
@@ -120,15 +137,87 @@ const NOT_WITH_BENCH = [
   'json',
 ] as const;
 
-/** With --bench: none of NOT_WITH_BENCH, and at most one --url (the server to measure). */
-function benchFlags(values: Record<string, unknown>, urls: string[]): void {
+/** The storm bench starts, measures and restarts its own server. */
+const NOT_WITH_STORM_BENCH = ['url', 'p99-target-ms', 'receiver', 'rates', 'servers'] as const;
+
+/**
+ * With --bench: none of NOT_WITH_BENCH; the fan-out bench takes at most one --url (the server to
+ * measure, then no --servers), the storm bench none of NOT_WITH_STORM_BENCH.
+ */
+function benchFlags(values: Record<string, unknown>, urls: string[], scenario: Scenario): void {
   const given = NOT_WITH_BENCH.find((name) => values[name] !== undefined);
   if (given !== undefined) {
     throw new UsageError(
       `--${given} does not go with --bench (it sets its own rates and durations)`,
     );
   }
+  if (scenario === 'storm') {
+    const storm = NOT_WITH_STORM_BENCH.find((name) => values[name] !== undefined);
+    if (storm !== undefined) {
+      throw new UsageError(
+        `--${storm} does not go with --scenario storm --bench (it starts and restarts its own server)`,
+      );
+    }
+    return;
+  }
   if (urls.length > 1) throw new UsageError('--bench measures one server: give --url once');
+  if (urls.length === 1 && values.servers !== undefined) {
+    throw new UsageError('--servers does not go with --url (the bench measures that server)');
+  }
+}
+
+/** --rates and --servers: the fan-out bench's only. */
+function fanoutBenchFlags(values: Record<string, unknown>, scenario: Scenario, bench: boolean) {
+  for (const name of ['rates', 'servers'] as const) {
+    if (values[name] !== undefined && !(bench && scenario === 'fanout')) {
+      throw new UsageError(`--${name} goes with --scenario fanout --bench`);
+    }
+  }
+}
+
+/** --rates R,R,...: 1 to 20 rates, each an integer from 1 to 100000. */
+function ratesFlag(raw: string | undefined): number[] | undefined {
+  if (raw === undefined) return undefined;
+  const rates = raw.split(',').map((r) => integerFlag('--rates', r.trim(), 1, 100_000)!);
+  if (rates.length > 20) throw new UsageError('--rates takes at most 20 rates');
+  return rates;
+}
+
+/** --servers A,B,...: names the bench knows, each once, available with --broker. */
+function serversFlag(raw: string | undefined, broker: Broker): string[] | undefined {
+  if (raw === undefined) return undefined;
+  const names = raw.split(',').map((n) => n.trim());
+  const available = benchTargets(broker).map((t) => t.name);
+  for (const name of names) {
+    if (!SERVER_NAMES.includes(name)) {
+      throw new UsageError(`--servers: unknown server "${name}" (${SERVER_NAMES.join(', ')})`);
+    }
+    if (!available.includes(name)) {
+      throw new UsageError(
+        `--servers: ${name} needs --broker ${name.slice('ours-'.length)} or both`,
+      );
+    }
+  }
+  if (new Set(names).size !== names.length) throw new UsageError('--servers: a server twice');
+  return names;
+}
+
+/** --receiver: client or raw, with fanout or capacity only; raw reads http:// only. */
+function receiverFlag(raw: string | undefined, scenario: Scenario, urls: string[]): Receiver {
+  if (raw === undefined) return 'client';
+  if (!(RECEIVERS as readonly string[]).includes(raw)) {
+    throw new UsageError(`--receiver must be ${RECEIVERS.join(' or ')}, got "${raw}"`);
+  }
+  if (scenario !== 'fanout' && scenario !== 'capacity') {
+    throw new UsageError('--receiver goes with --scenario fanout or capacity');
+  }
+  const https = urls.find((url) => !url.startsWith('http://'));
+  if (raw === 'raw' && https !== undefined) {
+    throw new UsageError(
+      `--url ${https}: the raw receiver reads raw HTTP/1.1 sockets, http:// only`,
+    );
+  }
+  return raw as Receiver;
 }
 
 /** Flags storm does not take: it publishes its history in batches, then only connects. */
@@ -184,6 +273,9 @@ function parse(argv: string[]) {
     'max-rate': { type: 'string' },
     history: { type: 'string' },
     'event-bytes': { type: 'string' },
+    receiver: { type: 'string' },
+    rates: { type: 'string' },
+    servers: { type: 'string' },
     timeout: { type: 'string' },
     threshold: { type: 'string', multiple: true },
     rounds: { type: 'string' },
@@ -196,11 +288,13 @@ function parse(argv: string[]) {
     help: { type: 'boolean' },
   });
   const scenario = scenarioFlag(values.scenario, Boolean(values.help));
-  if (values.bench && scenario !== 'fanout')
-    throw new UsageError('--bench goes with --scenario fanout');
+  if (values.bench && scenario !== 'fanout' && scenario !== 'storm')
+    throw new UsageError('--bench goes with --scenario fanout or storm');
   const urls = (values.url ?? []).map((url) => withoutTrailingSlash(httpUrlFlag('--url', url)!));
-  if (values.bench) benchFlags(values, urls);
+  if (values.bench) benchFlags(values, urls, scenario);
   stormFlags(values, scenario, urls);
+  fanoutBenchFlags(values, scenario, Boolean(values.bench));
+  const receiver = receiverFlag(values.receiver, scenario, urls);
   const broker = brokerFlag(values.broker, Boolean(values.bench));
   const thresholds = thresholdFlags(values.threshold);
   return {
@@ -221,6 +315,9 @@ function parse(argv: string[]) {
     rounds: positive('rounds', values.rounds) ?? 1,
     thresholds,
     broker,
+    receiver,
+    rates: ratesFlag(values.rates),
+    servers: serversFlag(values.servers, broker),
     out: values.out,
     compare: values.compare,
     json: Boolean(values.json),
@@ -253,6 +350,7 @@ function fanoutSettings(args: Args, config: LoadtestConfig, bases: string[]) {
     bases,
     subscribers,
     workers: args.workers,
+    receiver: args.receiver,
     warmup: args.warmup ?? config.fanout.warmup,
     token: config.token,
   };
@@ -354,8 +452,10 @@ async function printReport(
   old: Report | undefined,
 ): Promise<void> {
   const out = args.json ? log : (s: string) => process.stdout.write(`${s}\n`);
+  const receiver = report.parameters.receiver;
+  const by = receiver === undefined ? '' : ` (receiver: ${String(receiver)})`;
   out(
-    `\n${report.scenario} against ${report.target}\n${figuresTable(report.figures, report.spread)}`,
+    `\n${report.scenario} against ${report.target}${by}\n${figuresTable(report.figures, report.spread)}`,
   );
   for (const w of report.warnings) log(red(`\n!!! ${w} !!!`));
   if (old) {
@@ -402,6 +502,18 @@ async function main(argv: string[]): Promise<number> {
   const old = args.compare !== undefined ? readReportOrNull(args.compare) : undefined;
   if (old === null) return 2;
   const progress = args.progress && process.stderr.isTTY === true;
+  if (args.bench && args.scenario === 'storm') {
+    return runStormBench({
+      config,
+      out: config.out,
+      broker: args.broker,
+      subscribers: args.subscribers,
+      history: args.history,
+      eventBytes: args.eventBytes,
+      timeoutS: args.timeout,
+      workers: args.workers,
+    });
+  }
   if (args.bench) {
     return runBench({
       urls: args.urls,
@@ -412,6 +524,9 @@ async function main(argv: string[]): Promise<number> {
       subscribers: args.subscribers,
       workers: args.workers,
       p99TargetMs: args.p99TargetMs,
+      receiver: args.receiver,
+      rates: args.rates,
+      servers: args.servers,
     });
   }
   const bases = args.urls.length > 0 ? args.urls : [withoutTrailingSlash(config.url)];

@@ -6,11 +6,12 @@ import net from 'node:net';
 import { describe, test } from 'node:test';
 import { createParser } from 'eventsource-parser';
 import fc from 'fast-check';
+import { HttpFramingError, HttpResponseParser } from '../../loadtest/src/raw/http-response.ts';
+import { eventStreamRequest } from '../../loadtest/src/raw/request.ts';
+import { SseReader } from '../../loadtest/src/raw/sse-reader.ts';
 import { historyBatches } from '../../loadtest/src/storm/history.ts';
-import { HttpFramingError, HttpResponseParser } from '../../loadtest/src/storm/http-response.ts';
-import { RawSubscriber, stormRequest } from '../../loadtest/src/storm/raw-subscriber.ts';
+import { RawSubscriber } from '../../loadtest/src/storm/raw-subscriber.ts';
 import { historyData, replayExpectation } from '../../loadtest/src/storm/replay-check.ts';
-import { SseReader } from '../../loadtest/src/storm/sse-reader.ts';
 
 interface Ev {
   id: string | undefined;
@@ -200,7 +201,11 @@ async function subscribeTo(raw: string): Promise<RawSubscriber> {
     return await new Promise<RawSubscriber>((resolve) => {
       const sub = new RawSubscriber(replayExpectation(IDS, 40), resolve);
       const url = new URL(`http://127.0.0.1:${server.port}/sse/channels/c`);
-      sub.start({ host: '127.0.0.1', port: server.port, request: stormRequest(url, IDS[0]!) });
+      sub.start({
+        host: '127.0.0.1',
+        port: server.port,
+        request: eventStreamRequest(url, IDS[0]!),
+      });
     });
   } finally {
     server.close();

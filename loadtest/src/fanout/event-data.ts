@@ -1,5 +1,7 @@
 // The publisher's event data, `{"ts":<epoch ms>,"seq":<n>,"pad":"..."}`, read without JSON.parse
-// (the subscriber workers see every delivery); the storm's `{"seq":<n>,"pad":"..."}` as bytes.
+// (the subscriber workers see every delivery): as a string (client-library receiver) or as bytes
+// (raw receiver, and the storm's `{"seq":<n>,"pad":"..."}`). Also what the receivers check besides
+// the seq: the data's shape (a wrong byte) and the order of the server's event ids.
 
 const TS_KEY = '"ts":';
 const SEQ_KEY = '"seq":';
@@ -30,6 +32,91 @@ export function sequenceNumberIn(data: Buffer): number {
     n = n * 10 + digit;
   }
   return i === at + SEQ_KEY_BYTES.length ? Number.NaN : n;
+}
+
+const TS_KEY_BYTES = Buffer.from(TS_KEY);
+const DOT = 46;
+
+/** The publish time in data read as bytes (the raw receiver): `"ts":<digits>[.<digits>]`, or NaN. */
+export function publishTimeIn(data: Buffer): number {
+  const at = data.indexOf(TS_KEY_BYTES);
+  if (at < 0) return Number.NaN;
+  let i = at + TS_KEY_BYTES.length;
+  const end = Math.min(data.length, i + 27);
+  let whole = 0;
+  const from = i;
+  for (; i < end; i++) {
+    const digit = data[i]! - 48;
+    if (digit < 0 || digit > 9) break;
+    whole = whole * 10 + digit;
+  }
+  if (i === from) return Number.NaN;
+  if (data[i] !== DOT) return whole;
+  let fraction = 0;
+  let scale = 1;
+  for (i++; i < end; i++) {
+    const digit = data[i]! - 48;
+    if (digit < 0 || digit > 9) break;
+    fraction = fraction * 10 + digit;
+    scale *= 10;
+  }
+  return whole + fraction / scale;
+}
+
+/**
+ * How the publisher's data starts and ends for a pad of `payloadBytes`: `{"ts":` and
+ * `,"pad":"xx…x"}`. Data that does not (a wrong byte in the keys or the pad) is corrupted.
+ */
+export function dataShape(payloadBytes: number) {
+  const head = '{"ts":';
+  const tail = `,"pad":"${'x'.repeat(payloadBytes)}"}`;
+  return { head, tail, headBytes: Buffer.from(head), tailBytes: Buffer.from(tail) };
+}
+export type DataShape = ReturnType<typeof dataShape>;
+
+/** True when the data (a string) has the shape. */
+export const intactData = (data: string, shape: DataShape): boolean =>
+  data.startsWith(shape.head) && data.endsWith(shape.tail);
+
+/** True when the data (bytes) has the shape. */
+export function intactBytes(data: Buffer, shape: DataShape): boolean {
+  const { headBytes: head, tailBytes: tail } = shape;
+  if (data.length < head.length + tail.length) return false;
+  return (
+    data.compare(head, 0, head.length, 0, head.length) === 0 &&
+    data.compare(tail, 0, tail.length, data.length - tail.length) === 0
+  );
+}
+
+/** An event id read as a comparable pair. */
+export interface IdOrder {
+  ms: number;
+  seq: number;
+}
+
+/**
+ * Reads `id` into `into`: `<ms>-<seq>` (our server's ids) or a plain integer (the references'
+ * counters: ms = n, seq = 0). False for any other id (better-sse's random ones): no order to check.
+ */
+export function orderOfId(id: string, into: IdOrder): boolean {
+  let ms = 0;
+  let seq = 0;
+  let dash = -1;
+  if (id.length === 0 || id.length > 40) return false;
+  for (let i = 0; i < id.length; i++) {
+    const c = id.charCodeAt(i);
+    if (c === 45 && dash < 0 && i > 0 && i < id.length - 1) {
+      dash = i;
+      continue;
+    }
+    const digit = c - 48;
+    if (digit < 0 || digit > 9) return false;
+    if (dash < 0) ms = ms * 10 + digit;
+    else seq = seq * 10 + digit;
+  }
+  into.ms = ms;
+  into.seq = seq;
+  return true;
 }
 
 export function eventData(

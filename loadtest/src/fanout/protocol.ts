@@ -10,7 +10,8 @@ export interface ProcessLoad {
 
 export type WorkerRequest =
   | { type: 'open'; urls: string[] }
-  | { type: 'measure'; fromTs: number }
+  /** A step starts: latency is recorded for events published from `fromTs` (epoch ms) on. */
+  | { type: 'measure'; fromTs: number; payloadBytes: number }
   | { type: 'count'; from: number; to: number }
   | { type: 'collect'; from: number; to: number; rejected: number[]; forget: boolean }
   | { type: 'close' };
@@ -29,6 +30,10 @@ export interface WorkerStats {
   expected: number;
   lost: number;
   duplicated: number;
+  /** Events whose server id was lower than one the subscriber had received before. */
+  outOfOrder: number;
+  /** Events whose data was not the publisher's (a wrong byte, unreadable seq). */
+  corrupted: number;
   /** HDR histogram of delivery latency in microseconds, compressed base64. */
   histogram: string;
   /** Measured deliveries per whole epoch second: [second, count]. */

@@ -1,6 +1,7 @@
 // The fan-out rig: subscribers spread over `workers` child processes (round-robin over the
 // target URLs), one publisher process, and the figures of each publishing step merged here
-// (HDR histograms added up, deliveries per second summed per epoch second).
+// (HDR histograms added up, deliveries per second summed per epoch second). The workers read with
+// the project's client library (worker.ts) or with raw sockets (raw-worker.ts): `receiver`.
 import { availableParallelism } from 'node:os';
 import { fileURLToPath } from 'node:url';
 import { distribution, mergeEncoded, type Percentiles, percentiles } from './histogram.ts';
@@ -14,7 +15,14 @@ import type {
   WorkerStats,
 } from './protocol.ts';
 
-const WORKER = fileURLToPath(new URL('./worker.ts', import.meta.url));
+/** Which receiver the subscriber workers read with. */
+export const RECEIVERS = ['client', 'raw'] as const;
+export type Receiver = (typeof RECEIVERS)[number];
+
+const WORKERS: Record<Receiver, string> = {
+  client: fileURLToPath(new URL('./worker.ts', import.meta.url)),
+  raw: fileURLToPath(new URL('./raw-worker.ts', import.meta.url)),
+};
 const PUBLISHER = fileURLToPath(new URL('./publisher.ts', import.meta.url));
 
 /** A worker's event loop lagging past this (p99, ms) marks the run harness-limited. */
@@ -22,9 +30,29 @@ export const EVENT_LOOP_P99_BOUND_MS = 100;
 /** Achieved publish rate below this share of the offered rate marks the run harness-limited. */
 export const ACHIEVED_SHARE_BOUND = 0.98;
 
-/** Default worker count: one per 1000 subscribers, at most one per CPU. */
+/**
+ * Subscribers one worker process may hold: each is a socket, and a process may open at most 20,000
+ * files here (`ulimit -Hn`), with room left for the rest.
+ */
+export const MAX_SUBSCRIBERS_PER_WORKER = 15_000;
+
+/**
+ * Default worker count: one per 1000 subscribers, at most one per CPU, but at least enough that
+ * none holds more than MAX_SUBSCRIBERS_PER_WORKER.
+ */
 export function defaultWorkers(subscribers: number): number {
-  return Math.max(1, Math.min(availableParallelism(), Math.ceil(subscribers / 1000)));
+  const perCpu = Math.min(availableParallelism(), Math.ceil(subscribers / 1000));
+  return Math.max(1, perCpu, Math.ceil(subscribers / MAX_SUBSCRIBERS_PER_WORKER));
+}
+
+/** Throws when `workers` processes would hold more than MAX_SUBSCRIBERS_PER_WORKER each. */
+export function checkWorkerShare(subscribers: number, workers: number): void {
+  const share = Math.ceil(subscribers / Math.max(1, Math.min(workers, subscribers)));
+  if (share > MAX_SUBSCRIBERS_PER_WORKER) {
+    throw new Error(
+      `${subscribers} subscribers over ${workers} worker(s) is ${share} sockets per process, over ${MAX_SUBSCRIBERS_PER_WORKER}: give more --workers`,
+    );
+  }
 }
 
 export interface RigOptions {
@@ -32,6 +60,7 @@ export interface RigOptions {
   channel: string;
   subscribers: number;
   workers: number;
+  receiver: Receiver;
 }
 
 export interface StepOptions {
@@ -54,6 +83,8 @@ export interface StepResult {
   expected: number;
   lost: number;
   duplicated: number;
+  outOfOrder: number;
+  corrupted: number;
   /** Measured deliveries over the window from the first to the last measured arrival. */
   deliveriesPerS: number | null;
   /** Measured deliveries per whole second (partial first and last seconds left out). */
@@ -127,6 +158,8 @@ function summarize(pub: PublishResult, stats: WorkerStats[], concurrency: number
     expected: stats.reduce((n, s) => n + s.expected, 0),
     lost: stats.reduce((n, s) => n + s.lost, 0),
     duplicated: stats.reduce((n, s) => n + s.duplicated, 0),
+    outOfOrder: stats.reduce((n, s) => n + s.outOfOrder, 0),
+    corrupted: stats.reduce((n, s) => n + s.corrupted, 0),
     deliveriesPerS: windowS > 0 ? arrivals.measured / windowS : null,
     perSecond: wholeSeconds(arrivals.bySecond),
     workers,
@@ -166,12 +199,14 @@ export class FanoutRig {
 
   private async open(): Promise<void> {
     const { bases, channel, subscribers } = this.options;
+    checkWorkerShare(subscribers, this.options.workers);
     const n = Math.min(this.options.workers, subscribers);
     const urls: string[][] = Array.from({ length: n }, () => []);
     for (let i = 0; i < subscribers; i++) {
       urls[i % n]!.push(`${bases[i % bases.length]}/sse/channels/${encodeURIComponent(channel)}`);
     }
-    for (let i = 0; i < n; i++) this.workers.push(new IpcChild(WORKER, `subscriber worker ${i}`));
+    for (let i = 0; i < n; i++)
+      this.workers.push(new IpcChild(WORKERS[this.options.receiver], `subscriber worker ${i}`));
     this.publisher = new IpcChild(PUBLISHER, 'publisher');
     const replies = await Promise.all(
       this.workers.map((w, i) => w.request({ type: 'open', urls: urls[i]! })),
@@ -203,7 +238,11 @@ export class FanoutRig {
   ): Promise<StepResult> {
     const startAt = performance.timeOrigin + performance.now() + 200;
     const measureFrom = startAt + options.warmupMs;
-    await Promise.all(this.workers.map((w) => w.request({ type: 'measure', fromTs: measureFrom })));
+    await Promise.all(
+      this.workers.map((w) =>
+        w.request({ type: 'measure', fromTs: measureFrom, payloadBytes: options.payloadBytes }),
+      ),
+    );
     const ticker = onTick ? this.tick(startAt, this.nextSeq, onTick) : null;
     const reply = await this.publisher!.request({
       type: 'publish',

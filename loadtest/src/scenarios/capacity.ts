@@ -3,7 +3,7 @@
 // fails, then bisects between the last good and the first failing rate. A step the harness
 // limited (achieved < offered, or a worker's event loop lagging) counts as failed and is marked:
 // past that point the figure says what the harness could offer, not what the server could take.
-import type { FanoutRig, StepResult } from '../fanout/rig.ts';
+import type { FanoutRig, Receiver, StepResult } from '../fanout/rig.ts';
 import { log as stderrLog } from '../output.ts';
 import type { Figures, Report } from '../report/report.ts';
 import { type Samples, scrapeMetrics } from '../server-metrics.ts';
@@ -14,6 +14,8 @@ export interface CapacityOptions {
   subscribers: number;
   /** Subscriber worker processes; default defaultWorkers(subscribers) (fanout.ts openRig). */
   workers?: number;
+  /** What the workers read with (default `client`). */
+  receiver?: Receiver;
   p99TargetMs: number;
   startRate: number;
   maxRate: number;
@@ -44,8 +46,8 @@ function unsustained(result: StepResult, p99TargetMs: number): string {
   if (result.harnessLimited.length > 0) {
     return `harness-limited: ${result.harnessLimited.join('; ')}`;
   }
-  if (result.lost > 0 || result.duplicated > 0) {
-    return `lost ${result.lost}, duplicated ${result.duplicated}`;
+  if (result.lost + result.duplicated + result.outOfOrder + result.corrupted > 0) {
+    return `lost ${result.lost}, duplicated ${result.duplicated}, out of order ${result.outOfOrder}, corrupted ${result.corrupted}`;
   }
   if (p99 === null) return 'nothing delivered';
   if (p99 > p99TargetMs) return `p99 ${p99.toFixed(1)} ms > ${p99TargetMs} ms`;
@@ -127,9 +129,10 @@ function capacityWarnings(
   }
   if (!bad) warnings.push(`every rate up to --max-rate ${maxRate}/s was sustained`);
   for (const p of points) {
-    if (p.result.lost > 0 || p.result.duplicated > 0) {
+    const r = p.result;
+    if (r.lost + r.duplicated + r.outOfOrder + r.corrupted > 0) {
       warnings.push(
-        `at ${p.rate}/s: EVENTS LOST: ${p.result.lost}, DUPLICATED: ${p.result.duplicated} (both must be 0)`,
+        `at ${p.rate}/s: EVENTS LOST: ${r.lost}, DUPLICATED: ${r.duplicated}, OUT OF ORDER: ${r.outOfOrder}, CORRUPTED: ${r.corrupted} (all must be 0)`,
       );
     }
   }
@@ -156,6 +159,8 @@ function capacityFigures(
     capacity_harness_event_loop_p99_max_ms: g?.harness_event_loop_p99_max_ms ?? null,
     lost: points.reduce((n, p) => n + p.result.lost, 0),
     duplicated: points.reduce((n, p) => n + p.result.duplicated, 0),
+    out_of_order: points.reduce((n, p) => n + p.result.outOfOrder, 0),
+    corrupted: points.reduce((n, p) => n + p.result.corrupted, 0),
     steps: points.length,
     harness_limited: limited ? 1 : 0,
   };
@@ -202,6 +207,7 @@ export async function runCapacity(
         warmup_s: options.warmup,
         publish_concurrency: options.connections,
         workers: rig.options.workers,
+        receiver: rig.options.receiver,
         channel,
       },
       figures: capacityFigures(rig.opened, points, good, bad, limited),

@@ -1,12 +1,15 @@
-// `fanout`, the critical write path: N subscribers (the project's client library, spread over
-// worker processes) hold a channel open while a separate publisher process publishes open-loop at
-// a fixed rate. Every event's data carries its publish time and a sequence number: the workers
-// measure delivery latency and count each subscriber's events by sequence number (lost,
-// duplicated). The server's fan-out histogram, CPU and memory come from each target's /metrics.
+// `fanout`, the critical write path: N subscribers (the project's client library, or raw sockets
+// with `--receiver raw`, spread over worker processes) hold a channel open while a separate
+// publisher process publishes open-loop at a fixed rate. Every event's data carries its publish
+// time and a sequence number: the workers measure delivery latency and count each subscriber's
+// events by sequence number (lost, duplicated), check the order of the server's event ids and the
+// data's shape (out of order, corrupted). The server's fan-out histogram, CPU and memory come from
+// each target's /metrics.
 import { SingleBar } from 'cli-progress';
 import {
   defaultWorkers,
   FanoutRig,
+  type Receiver,
   type RigOptions,
   type StepOptions,
   type StepResult,
@@ -30,6 +33,8 @@ export interface FanoutOptions {
   connections: number;
   /** Subscriber worker processes; default defaultWorkers(subscribers). */
   workers?: number;
+  /** What the workers read with (default `client`, the project's client library). */
+  receiver?: Receiver;
   channel: string;
   payloadBytes: number;
   drainMs: number;
@@ -106,6 +111,8 @@ export function stepFigures(
     delivery_max_ms: r.deliveryLatencyMs?.max ?? null,
     lost: r.lost,
     duplicated: r.duplicated,
+    out_of_order: r.outOfOrder,
+    corrupted: r.corrupted,
     server_fanout_p50_ms: q(0.5),
     server_fanout_p99_ms: q(0.99),
     server_fanout_mean_ms:
@@ -133,8 +140,10 @@ export function stepFigures(
 
 export function stepWarnings(r: StepResult, rig: FanoutRig): string[] {
   const warnings: string[] = [];
-  if (r.lost > 0 || r.duplicated > 0) {
-    warnings.push(`EVENTS LOST: ${r.lost}, DUPLICATED: ${r.duplicated} (both must be 0)`);
+  if (r.lost + r.duplicated + r.outOfOrder + r.corrupted > 0) {
+    warnings.push(
+      `EVENTS LOST: ${r.lost}, DUPLICATED: ${r.duplicated}, OUT OF ORDER: ${r.outOfOrder}, CORRUPTED: ${r.corrupted} (all must be 0)`,
+    );
   }
   if (rig.failed > 0) {
     warnings.push(
@@ -171,7 +180,7 @@ export function stepOptions(settings: PublishSettings, rate: number, seconds: nu
 
 /** The rig's options: the subscribers on `channel`, over `workers` (default: defaultWorkers). */
 function rigOptions(
-  options: Pick<FanoutOptions, 'bases' | 'subscribers' | 'workers'>,
+  options: Pick<FanoutOptions, 'bases' | 'subscribers' | 'workers' | 'receiver'>,
   channel: string,
 ): RigOptions {
   return {
@@ -179,12 +188,13 @@ function rigOptions(
     channel,
     subscribers: options.subscribers,
     workers: options.workers ?? defaultWorkers(options.subscribers),
+    receiver: options.receiver ?? 'client',
   };
 }
 
 /** The subscribers on `channel`, spread over the worker processes, and the publisher. */
 export function openRig(
-  options: Pick<FanoutOptions, 'bases' | 'subscribers' | 'workers'>,
+  options: Pick<FanoutOptions, 'bases' | 'subscribers' | 'workers' | 'receiver'>,
   channel: string,
 ): Promise<FanoutRig> {
   return FanoutRig.start(rigOptions(options, channel));
@@ -216,6 +226,7 @@ function fanoutParameters(options: FanoutOptions, rig: RigOptions): Report['para
     warmup_s: options.warmup,
     publish_concurrency: options.connections,
     workers: rig.workers,
+    receiver: rig.receiver,
     payload_pad_bytes: options.payloadBytes,
     channel: rig.channel,
   };
@@ -228,7 +239,9 @@ export async function runFanout(
   const channel = `${options.channel}-${Date.now().toString(36)}`;
   const before = await scrapeAll(options.bases);
   const settings = rigOptions(options, channel);
-  log(`opening ${options.subscribers} subscribers over ${settings.workers} worker process(es)`);
+  log(
+    `opening ${options.subscribers} subscribers over ${settings.workers} worker process(es), receiver ${settings.receiver}`,
+  );
   const openStarted = performance.now();
   const rig = await FanoutRig.start(settings);
   try {

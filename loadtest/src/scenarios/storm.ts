@@ -157,6 +157,7 @@ function stormParameters(options: StormOptions, workers: number, channel: string
     event_bytes: options.eventBytes,
     workers,
     timeout_s: options.timeoutS,
+    receiver: 'raw',
     channel,
   };
 }

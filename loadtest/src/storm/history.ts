@@ -1,5 +1,5 @@
-// The storm's history: `count` events (seq 0..count-1, data from replay-check.ts historyData)
-// published to a channel in order, in batches of at most MAX_BATCH_EVENTS events and
+// The storm's history: `count` events (seq from..from+count-1, data from replay-check.ts
+// historyData) published to a channel in order, in batches of at most MAX_BATCH_EVENTS events and
 // BATCH_BODY_BYTES of body, one batch after the other; returns the ids the server gave them.
 import { historyData } from './replay-check.ts';
 
@@ -14,6 +14,8 @@ export interface HistoryOptions {
   count: number;
   eventBytes: number;
   token: string;
+  /** The first seq (default 0). */
+  from?: number;
 }
 
 /** A publish body (a JSON array of `{"data": ...}`) and how many events it holds. */
@@ -22,14 +24,14 @@ export interface Batch {
   size: number;
 }
 
-/** The batches, in seq order, each within both bounds (one event at least). */
-export function historyBatches(count: number, eventBytes: number): Batch[] {
+/** The batches, in seq order from `from`, each within both bounds (one event at least). */
+export function historyBatches(count: number, eventBytes: number, from = 0): Batch[] {
   const batches: Batch[] = [];
   const close = (items: string[]) =>
     batches.push({ body: `[${items.join(',')}]`, size: items.length });
   let items: string[] = [];
   let bytes = 2;
-  for (let seq = 0; seq < count; seq++) {
+  for (let seq = from; seq < from + count; seq++) {
     const item = JSON.stringify({ data: historyData(seq, eventBytes) });
     const full = items.length >= MAX_BATCH_EVENTS || bytes + item.length + 1 > BATCH_BODY_BYTES;
     if (items.length > 0 && full) {
@@ -62,7 +64,7 @@ async function publishBatch(options: HistoryOptions, { body, size }: Batch): Pro
 
 export async function publishHistory(options: HistoryOptions): Promise<string[]> {
   const ids: string[] = [];
-  for (const batch of historyBatches(options.count, options.eventBytes)) {
+  for (const batch of historyBatches(options.count, options.eventBytes, options.from)) {
     ids.push(...(await publishBatch(options, batch)));
   }
   return ids;

@@ -4,9 +4,10 @@
 // reset (an `event: reset`), failed (a socket error, broken framing, a stream that ended early)
 // or timed out. Times are epoch ms (performance.timeOrigin + performance.now()).
 import net from 'node:net';
-import { HttpFramingError, HttpResponseParser } from './http-response.ts';
+import { HttpFramingError, HttpResponseParser } from '../raw/http-response.ts';
+import type { RawTarget } from '../raw/request.ts';
+import { SseReader } from '../raw/sse-reader.ts';
 import { ReplayCheck, type ReplayExpectation } from './replay-check.ts';
-import { SseReader } from './sse-reader.ts';
 
 export type OutcomeKind = 'served' | 'refused' | 'reset' | 'failed' | 'timed_out';
 
@@ -17,24 +18,14 @@ export interface Outcome {
 }
 
 /** Where to connect and the request bytes to write (built once per target). */
-export interface StormTarget {
-  host: string;
-  port: number;
+export interface StormTarget extends RawTarget {
   request: Buffer;
 }
 
 /** The server's refusal notices (routes/stream-refusal.ts): a 200 stream that only says no. */
-const NOTICES = new Set(['overloaded', 'shutdown', 'unavailable']);
+export const NOTICES = new Set(['overloaded', 'shutdown', 'unavailable']);
 
 const now = () => performance.timeOrigin + performance.now();
-
-/** The GET a reconnecting EventSource sends, resuming after `lastEventId`. */
-export function stormRequest(url: URL, lastEventId: string): Buffer {
-  return Buffer.from(
-    `GET ${url.pathname}${url.search} HTTP/1.1\r\nHost: ${url.host}\r\nAccept: text/event-stream\r\nCache-Control: no-cache\r\nLast-Event-ID: ${lastEventId}\r\n\r\n`,
-    'latin1',
-  );
-}
 
 /** The `"reason":"…"` of a reset event's data, without JSON.parse. */
 const resetReason = (data: Buffer): string =>

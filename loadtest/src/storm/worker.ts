@@ -3,8 +3,9 @@
 // (about 0.1 ms a socket: the first ones' responses wait for the loop's end, so its length is
 // reported), waits until each has an outcome (or the deadline), and answers with its StormStats.
 import { LoadMonitor } from '../fanout/load-monitor.ts';
+import { eventStreamRequest, rawTarget } from '../raw/request.ts';
 import type { StormReply, StormRequest } from './protocol.ts';
-import { RawSubscriber, type StormTarget, stormRequest } from './raw-subscriber.ts';
+import { RawSubscriber, type StormTarget } from './raw-subscriber.ts';
 import { type ReplayExpectation, replayExpectation } from './replay-check.ts';
 import { tally } from './tally.ts';
 
@@ -23,11 +24,7 @@ function buildTargets(urls: string[], lastEventId: string): StormTarget[] {
     let target = byUrl.get(raw);
     if (target === undefined) {
       const url = new URL(raw);
-      target = {
-        host: url.hostname.replace(/^\[|\]$/g, ''),
-        port: Number(url.port || 80),
-        request: stormRequest(url, lastEventId),
-      };
+      target = { ...rawTarget(url), request: eventStreamRequest(url, lastEventId) };
       byUrl.set(raw, target);
     }
     return target;

@@ -1,14 +1,17 @@
 // Just enough of the SSE framing (WHATWG HTML "event stream interpretation") to take each event's
 // id, event name and data off a body that arrives split anywhere: lines end in CRLF, LF or CR (a
 // CRLF may be split between two feeds), `data:` lines join with LF, a blank line dispatches,
-// comments, `retry:` and other fields are skipped. The id is the one the event's own block set (or
-// undefined); an empty event name is no name (a `message`).
+// `retry:` (ASCII digits only, as the spec says) is handed to an optional callback, comments and
+// other fields are skipped. The id is the one the event's own block set (or undefined); an empty
+// event name is no name (a `message`).
 // It reads bytes, not text: every delimiter is ASCII, so UTF-8 never needs decoding to find them,
 // and the data is handed on as bytes (the storm compares them with what was published): a storm
 // moves gigabytes, and decoding them all into strings cost the receiver more than the reading.
 
 /** `data` is a view of the fed bytes, valid only during the call (copy it to keep it). */
 export type OnSseEvent = (id: string | undefined, event: string | undefined, data: Buffer) => void;
+/** The server's reconnection time (a `retry:` field of ASCII digits), in ms. */
+export type OnSseRetry = (ms: number) => void;
 
 const LF = 10;
 const CR = 13;
@@ -18,8 +21,9 @@ const BOM = Buffer.from([0xef, 0xbb, 0xbf]);
 const DATA = Buffer.from('data');
 const ID = Buffer.from('id');
 const EVENT = Buffer.from('event');
+const RETRY = Buffer.from('retry');
 const NEWLINE = Buffer.from('\n');
-/** The longest field name read ('event') plus its colon. */
+/** The longest field name read ('event', 'retry') plus its colon. */
 const NAME_SCAN = EVENT.length + 1;
 
 /** True when bytes[start, end) are `name`. */
@@ -31,6 +35,7 @@ function named(bytes: Buffer, start: number, end: number, name: Buffer): boolean
 
 export class SseReader {
   private readonly onEvent: OnSseEvent;
+  private readonly onRetry: OnSseRetry | undefined;
   /** An unfinished line carried to the next feed. */
   private pending: Buffer | null = null;
   /** The last feed ended in CR: a LF first in the next one belongs to it. */
@@ -40,8 +45,9 @@ export class SseReader {
   private event: string | undefined = undefined;
   private data: Buffer | null = null;
 
-  constructor(onEvent: OnSseEvent) {
+  constructor(onEvent: OnSseEvent, onRetry?: OnSseRetry) {
     this.onEvent = onEvent;
+    this.onRetry = onRetry;
   }
 
   feed(chunk: Buffer): void {
@@ -119,6 +125,9 @@ export class SseReader {
       if (!value.includes(0)) this.id = value.toString('utf8');
     } else if (named(bytes, start, nameEnd, EVENT)) {
       this.event = bytes.toString('utf8', valueStart, end) || undefined;
+    } else if (this.onRetry !== undefined && named(bytes, start, nameEnd, RETRY)) {
+      const ms = retryValue(bytes, valueStart, end);
+      if (ms >= 0) this.onRetry(ms);
     }
   }
 
@@ -128,6 +137,18 @@ export class SseReader {
     this.event = undefined;
     this.data = null;
   }
+}
+
+/** A `retry:` value: ASCII digits only (anything else is ignored: -1). */
+function retryValue(bytes: Buffer, start: number, end: number): number {
+  if (start === end || end - start > 15) return -1;
+  let ms = 0;
+  for (let i = start; i < end; i++) {
+    const digit = bytes[i]! - 48;
+    if (digit < 0 || digit > 9) return -1;
+    ms = ms * 10 + digit;
+  }
+  return ms;
 }
 
 /** The first CR or LF in `bytes` from `pos`, or -1. */

@@ -1,18 +1,21 @@
-// Builds the server: the SSE core (broker, hub, connection registry, metrics), the node:http server
-// with the stream routes in front and express behind it (health, metrics, publish, viewer, errors),
-// and the graceful shutdown (shutdown.ts).
+// Builds the server: the SSE core (broker, hub, connection registry, metrics, channel directory),
+// the node:http server with the stream routes in front and express behind it (health, metrics,
+// publish, the channel API, viewer, errors), and the graceful shutdown (shutdown.ts).
 import type { Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import express from 'express';
 import type { Broker } from './broker/broker.ts';
 import { createBroker, PUBLISH_WAIT_MS } from './broker/create-broker.ts';
+import { createChannelDirectory } from './channels/create-directory.ts';
+import type { ChannelDirectory } from './channels/directory.ts';
 import type { ServerConfig } from './config.ts';
 import { Cors } from './http/cors.ts';
 import { errorHandler, notFound } from './http/error-handler.ts';
 import { createMainServer, createMetricsServer, listenOn } from './http/http-servers.ts';
 import { timeRequests } from './http/request-timing.ts';
 import type { Logger } from './logger.ts';
-import { createServerMetrics, type ServerMetrics } from './metrics.ts';
+import { createServerMetrics, registerChannelsGauge, type ServerMetrics } from './metrics.ts';
+import { channelsApiRouter } from './routes/channels-api.ts';
 import { healthRouter } from './routes/health.ts';
 import { publishRouter } from './routes/publish.ts';
 import { StreamRouter } from './routes/stream-router.ts';
@@ -29,6 +32,8 @@ export interface SseServer {
   readonly hub: Hub;
   readonly broker: Broker;
   readonly metrics: ServerMetrics;
+  /** What GET /channels reads: the channels that exist and their facts. */
+  readonly channels: ChannelDirectory;
   /**
    * Starts the broker (a Redis broker that cannot connect yet keeps retrying: publishes answer 503
    * meanwhile), then listens on config.host:config.port and the metrics port.
@@ -48,6 +53,7 @@ interface Core {
   metrics: ServerMetrics;
   registry: ConnectionRegistry;
   hub: Hub;
+  channels: ChannelDirectory;
 }
 
 /** Broker, metrics, connection registry and hub, wired to each other. */
@@ -79,10 +85,12 @@ function createCore(config: ServerConfig, deps: ServerDeps): Core {
     } else logger.info({ event: 'channel_available', channel }, 'channel served again');
   });
   const hub = new Hub(broker, { retryMs: config.retryMs, publishWaitMs: PUBLISH_WAIT_MS }, metrics);
-  return { broker, metrics, registry, hub };
+  const channels = createChannelDirectory(config, broker, hub);
+  registerChannelsGauge(metrics.registry, () => channels.count());
+  return { broker, metrics, registry, hub, channels };
 }
 
-/** Everything that is not a stream: health, metrics, publish, the viewer page, 404 and errors. */
+/** Everything that is not a stream: health, metrics, publish, channels, the viewer, 404, errors. */
 function buildExpress(config: ServerConfig, core: Core, cors: Cors, logger: Logger) {
   const app = express();
   app.disable('x-powered-by');
@@ -90,6 +98,7 @@ function buildExpress(config: ServerConfig, core: Core, cors: Cors, logger: Logg
   app.use(timeRequests(core.metrics));
   app.use(healthRouter(core));
   app.use(publishRouter(config, core.hub, cors));
+  app.use(channelsApiRouter(config, core.channels));
   app.use(viewerRouter());
   app.use(notFound);
   app.use(errorHandler(config, logger));
@@ -114,6 +123,7 @@ export function createSseServer(config: ServerConfig, deps: ServerDeps): SseServ
     ...core,
     async listen() {
       await broker.start();
+      await core.channels.start();
       if (!broker.up) {
         logger.warn({ event: 'broker_down', broker: broker.type }, 'broker unreachable at start');
       }
@@ -122,7 +132,10 @@ export function createSseServer(config: ServerConfig, deps: ServerDeps): SseServ
       return http.address() as AddressInfo;
     },
     shutdown() {
-      stopping ??= gracefulShutdown({ config, http, metricsHttp, ...core, logger });
+      // The channel directory last: it removes this replica's presence (Redis) once streams ended.
+      stopping ??= gracefulShutdown({ config, http, metricsHttp, ...core, logger }).finally(() =>
+        core.channels.close(),
+      );
       return stopping;
     },
   };

@@ -76,12 +76,16 @@ export const serverConfigSchema = z
           .strictObject({
             trimGraceMs: int(0, 24 * 3_600_000).default(60_000),
             maxStreamLength: int(1, 100_000_000).default(100_000),
+            // Each replica's subscriber counts (GET /channels) live this long in Redis unless
+            // refreshed: a replica that dies stops counting within it.
+            presenceTtlMs: int(300, 600_000).default(15_000),
           })
           .prefault({}),
       })
       .prefault({}),
     publish: z.strictObject({ token: tokenSchema.default('') }).prefault({}),
     subscribe: z.strictObject({ token: tokenSchema.default('') }).prefault({}),
+    auth: z.strictObject({ adminToken: tokenSchema.default('') }).prefault({}),
     metrics: z.strictObject({ port: int(0, 65535).default(0) }).prefault({}),
   })
   .superRefine((c, ctx) => {
@@ -131,8 +135,10 @@ export const serverEnv: Record<string, EnvBinding> = {
   SSE_REDIS_KEY_PREFIX: { key: 'broker.keyPrefix', kind: 'string' },
   SSE_REDIS_TRIM_GRACE_MS: { key: 'broker.redis.trimGraceMs', kind: 'int' },
   SSE_REDIS_MAX_STREAM_LENGTH: { key: 'broker.redis.maxStreamLength', kind: 'int' },
+  SSE_REDIS_PRESENCE_TTL_MS: { key: 'broker.redis.presenceTtlMs', kind: 'int' },
   SSE_PUBLISH_TOKEN: { key: 'publish.token', kind: 'string' },
   SSE_SUBSCRIBE_TOKEN: { key: 'subscribe.token', kind: 'string' },
+  SSE_ADMIN_TOKEN: { key: 'auth.adminToken', kind: 'string' },
   METRICS_PORT: { key: 'metrics.port', kind: 'int' },
 };
 

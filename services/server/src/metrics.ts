@@ -214,3 +214,22 @@ export function createServerMetrics(
     ...brokerMetrics(registers, brokerUp),
   };
 }
+
+/**
+ * sse_channels: channels that exist now (subscribers or history; with the Redis broker, across every
+ * replica). Read from `count` at each scrape; a failed read keeps the last value.
+ */
+export function registerChannelsGauge(registry: Registry, count: () => Promise<number>): Gauge {
+  return new Gauge({
+    name: 'sse_channels',
+    help: 'Channels with subscribers or history (Redis broker: across every replica, the same number on each).',
+    registers: [registry],
+    async collect() {
+      try {
+        this.set(await count());
+      } catch {
+        // The broker is unreachable: sse_broker_up says so; keep the last value.
+      }
+    },
+  });
+}

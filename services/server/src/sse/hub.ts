@@ -122,6 +122,13 @@ export class Hub implements ConnectionOwner {
     return this.channels.get(name)?.subscriberCount ?? 0;
   }
 
+  /** Every channel with subscribers on this process, with their number (for GET /channels). */
+  *localSubscribers(): IterableIterator<[string, number]> {
+    for (const ch of this.channels.values()) {
+      if (ch.subscriberCount > 0) yield [ch.name, ch.subscriberCount];
+    }
+  }
+
   /** The hub's channel, joined at the broker when new (throws ChannelLimitError, unavailable). */
   private channel(name: string): Channel {
     let ch = this.channels.get(name);

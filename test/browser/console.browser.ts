@@ -1,7 +1,8 @@
 // The console in real Chromium: the URL connects (one stream per channel), every event name shows
 // with its channel and time, JSON is pretty-printed, pausing keeps the scroll position, filters
-// hide and show, "from the oldest" and "after an id" replay the history, a 401 is shown with its
-// reason and not retried, the channel list counts subscribers; screenshots of both layouts.
+// hide and show, the list is bounded and says so, Copy copies the data as received, "from the
+// oldest" and "after an id" replay the history, a 401 is shown with its reason and not retried,
+// the channel list counts subscribers; screenshots of both layouts.
 import assert from 'node:assert/strict';
 import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
@@ -179,6 +180,58 @@ describe('the console on a memory-broker server', () => {
       // Clear empties the list.
       await page.getByRole('button', { name: 'Clear' }).click();
       await page.waitForFunction(() => document.querySelectorAll('#events li').length === 0);
+    } finally {
+      await page.close();
+    }
+  });
+
+  test('the list is bounded (max in the URL): the oldest go and the page says how many', {
+    timeout: 60_000,
+  }, async () => {
+    const { page } = await openConsole(t.base, '?channel=bounded&max=20');
+    try {
+      await waitForState(page, 'open', 'bounded');
+      const r = await publish(
+        t.base,
+        'bounded',
+        Array.from({ length: 30 }, (_, i) => ({ data: `n${i}` })),
+      );
+      await page.waitForFunction(() =>
+        [...document.querySelectorAll('#events li.event pre')].some((p) => p.textContent === 'n29'),
+      );
+      const events = await shownEvents(page);
+      // 20 entries in all: the "connected" line went first, then the oldest events.
+      assert.equal(await page.locator('#events li').count(), 20);
+      assert.deepEqual(
+        events.map((e) => e.data),
+        Array.from({ length: 20 }, (_, i) => `n${i + 10}`),
+      );
+      assert.equal(events.at(-1)!.id, r.body.ids![29]);
+      assert.match(
+        String(await page.locator('#list-status').textContent()),
+        /11 older entries were dropped: the list keeps the newest 20\./,
+      );
+    } finally {
+      await page.close();
+    }
+  });
+
+  test('Copy puts the data as received on the clipboard', { timeout: 60_000 }, async () => {
+    await browser.context.grantPermissions(['clipboard-read', 'clipboard-write'], {
+      origin: t.base,
+    });
+    const { page } = await openConsole(t.base, '?channel=copy');
+    try {
+      await waitForState(page, 'open', 'copy');
+      await publish(t.base, 'copy', { data: { compact: true, list: [1, 2] } });
+      await settled(page, 1);
+      const copy = page.getByRole('button', { name: /^Copy the data of message / });
+      await copy.click();
+      await page.locator('#events li.event .copy', { hasText: 'Copied' }).waitFor();
+      assert.equal(
+        await page.evaluate(() => navigator.clipboard.readText()),
+        '{"compact":true,"list":[1,2]}',
+      );
     } finally {
       await page.close();
     }

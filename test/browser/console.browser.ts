@@ -283,6 +283,15 @@ describe('the console on a memory-broker server', () => {
     await publish(t.base, 'listed', { data: 'x' });
     const { page } = await openConsole(t.base);
     try {
+      // A name the server would refuse is caught before anything connects.
+      await page.getByLabel('Channels to watch').fill('listed, no/slash');
+      await page.getByRole('button', { name: 'Watch', exact: true }).click();
+      assert.match(
+        String(await page.locator('#watch-note').textContent()),
+        /Not a channel name: no\/slash/,
+      );
+      assert.equal(await page.getByLabel('Channels to watch').getAttribute('aria-invalid'), 'true');
+      assert.equal(await page.locator('#connection-rows tr').count(), 0);
       await page.getByLabel('Channels to watch').fill('listed, other');
       await page.getByLabel('From the oldest held').check();
       await page.getByRole('button', { name: 'Watch', exact: true }).click();

@@ -268,13 +268,20 @@ function showPane(name) {
 for (const button of document.querySelectorAll('.pane-switch button')) {
   button.addEventListener('click', () => showPane(button.dataset.pane));
 }
+// On a phone the events may be the hidden pane: show it before the link moves focus there.
+document.querySelector('.skip').addEventListener('click', () => showPane('events'));
 
 ui.watchForm.addEventListener('submit', (e) => {
   e.preventDefault();
+  const words = ui.watchChannels.value.split(/[\s,]+/).filter((w) => w !== '');
   const channels = splitNames(ui.watchChannels.value);
-  if (channels.length === 0) {
+  const bad = words.filter((w) => !channels.includes(w));
+  if (channels.length === 0 || bad.length > 0) {
     ui.watchChannels.setAttribute('aria-invalid', 'true');
-    ui.watchNote.textContent = 'Name at least one channel (A-Z a-z 0-9 . _ : -).';
+    ui.watchNote.textContent =
+      bad.length > 0
+        ? `Not a channel name: ${bad.slice(0, 3).join(', ')} (1 to 128 of A-Z a-z 0-9 . _ : -).`
+        : 'Name at least one channel (A-Z a-z 0-9 . _ : -).';
     return;
   }
   ui.watchChannels.removeAttribute('aria-invalid');

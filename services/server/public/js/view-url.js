@@ -27,12 +27,10 @@ export function readView(search) {
   };
 }
 
-/** Valid channel names from "a, b c" (invalid ones are left out). */
+/** Valid channel names from "a, b c", each once (invalid ones are left out). */
 export function splitNames(text) {
-  return text
-    .split(/[\s,]+/)
-    .filter((n) => CHANNEL_NAME.test(n))
-    .slice(0, 100);
+  const names = text.split(/[\s,]+/).filter((n) => CHANNEL_NAME.test(n));
+  return [...new Set(names)].slice(0, 100);
 }
 
 /** Puts the view in the address bar (replacing the entry: no history step per keystroke). */

@@ -108,6 +108,9 @@ return out
 
 type Caller = (numKeys: number, ...args: (string | number)[]) => Promise<unknown>;
 
+/** Longest the shutdown waits to remove this replica's presence. */
+const CLOSE_WAIT_MS = 500;
+
 function sameCounts(a: ReadonlyMap<string, number> | null, b: ReadonlyMap<string, number>) {
   if (a === null || a.size !== b.size) return false;
   for (const [k, v] of b) if (a.get(k) !== v) return false;
@@ -170,7 +173,7 @@ export class RedisChannelDirectory implements ChannelDirectory {
     await this.conn.connect().catch(() => {}); // not fatal: ioredis keeps retrying
     this.timer ??= setInterval(() => void this.tick(), this.tickMs);
     this.timer.unref();
-    await this.tick();
+    void this.tick(); // not awaited: a Redis that hangs must not hold up listening
   }
 
   /** Writes this replica's counts when they changed, else refreshes their expiry when due. */
@@ -269,21 +272,30 @@ export class RedisChannelDirectory implements ChannelDirectory {
     return names.size;
   }
 
-  /** Stops the tick and removes this replica's presence (its subscribers stop counting at once). */
+  /**
+   * Stops the tick and removes this replica's presence (its subscribers stop counting at once).
+   * Bounded: a Redis that does not answer within CLOSE_WAIT_MS leaves the presence to its TTL.
+   */
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
     if (this.timer) clearInterval(this.timer);
     this.timer = null;
-    await this.ticking;
-    if (this.conn.status === 'ready') {
+    const goodbye = (async () => {
+      await this.ticking;
+      if (this.conn.status !== 'ready') return;
       await this.conn
         .multi()
         .del(this.presenceKey(this.replica))
         .zrem(this.replicasKey, this.replica)
-        .exec()
-        .catch(() => {});
-    }
+        .exec();
+    })().catch(() => {});
+    let timer: NodeJS.Timeout | undefined;
+    const late = new Promise<void>((r) => {
+      timer = setTimeout(r, CLOSE_WAIT_MS);
+    });
+    await Promise.race([goodbye, late]);
+    clearTimeout(timer);
     this.conn.disconnect();
   }
 }

@@ -1,6 +1,6 @@
 // Builds the server: the SSE core (broker, hub, connection registry, metrics, channel directory),
 // the node:http server with the stream routes in front and express behind it (health, metrics,
-// publish, the channel API, viewer, errors), and the graceful shutdown (shutdown.ts).
+// publish, the channel API, the console page, errors), and the graceful shutdown (shutdown.ts).
 import type { Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import express from 'express';
@@ -90,7 +90,7 @@ function createCore(config: ServerConfig, deps: ServerDeps): Core {
   return { broker, metrics, registry, hub, channels };
 }
 
-/** Everything that is not a stream: health, metrics, publish, channels, the viewer, 404, errors. */
+/** Everything that is not a stream: health, metrics, publish, channels, the console, 404, errors. */
 function buildExpress(config: ServerConfig, core: Core, cors: Cors, logger: Logger) {
   const app = express();
   app.disable('x-powered-by');

@@ -1,12 +1,14 @@
-// Builds the server: the SSE core (broker, hub, open streams, metrics), the node:http server
-// with the stream routes in front and express behind it (health, metrics, publish, viewer, errors),
-// and the graceful shutdown (shutdown.ts).
+// Builds the server: the SSE core (broker, hub, open streams, metrics, channel directory), the
+// node:http server with the stream routes in front and express behind it (health, metrics,
+// publish, the channel API, the console page, errors), and the graceful shutdown (shutdown.ts).
 import type { Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import express from 'express';
 import { Authorizer } from './auth/access.ts';
 import type { Broker } from './broker/broker.ts';
 import { createBroker, PUBLISH_WAIT_MS } from './broker/create-broker.ts';
+import { createChannelDirectory } from './channels/create-directory.ts';
+import type { ChannelDirectory } from './channels/directory.ts';
 import type { ServerConfig } from './config.ts';
 import { type ClientAddressOf, clientAddressOf } from './http/client-address.ts';
 import { Cors } from './http/cors.ts';
@@ -15,7 +17,8 @@ import { createMainServer, createMetricsServer, listenOn } from './http/http-ser
 import { timeRequests } from './http/request-timing.ts';
 import { Lifecycle } from './lifecycle.ts';
 import type { Logger } from './logger.ts';
-import { createServerMetrics, type ServerMetrics } from './metrics.ts';
+import { createServerMetrics, registerChannelsGauge, type ServerMetrics } from './metrics.ts';
+import { channelsApiRouter } from './routes/channels-api.ts';
 import { healthRouter } from './routes/health.ts';
 import { publishRouter } from './routes/publish.ts';
 import { StreamRouter } from './routes/stream-router.ts';
@@ -33,6 +36,8 @@ export interface SseServer {
   readonly hub: Hub;
   readonly broker: Broker;
   readonly metrics: ServerMetrics;
+  /** What GET /channels reads: the channels that exist and their facts. */
+  readonly channels: ChannelDirectory;
   /**
    * Starts the broker (a Redis broker that cannot connect yet keeps retrying: publishes answer 503
    * meanwhile), then listens on config.host:config.port and the metrics port.
@@ -53,6 +58,7 @@ interface Core {
   lifecycle: Lifecycle;
   streams: OpenStreams;
   hub: Hub;
+  channels: ChannelDirectory;
 }
 
 /** Broker, metrics, the draining state, open streams and hub, wired to each other. */
@@ -92,10 +98,12 @@ function createCore(config: ServerConfig, deps: ServerDeps): Core {
     metrics,
     lifecycle,
   );
-  return { broker, metrics, lifecycle, streams, hub };
+  const channels = createChannelDirectory(config, broker, hub);
+  registerChannelsGauge(metrics.registry, () => channels.count());
+  return { broker, metrics, lifecycle, streams, hub, channels };
 }
 
-/** Everything that is not a stream: health, metrics, publish, the viewer page, 404 and errors. */
+/** Everything that is not a stream: health, metrics, publish, channels, the console, 404, errors. */
 function buildExpress(
   config: ServerConfig,
   core: Core,
@@ -110,6 +118,7 @@ function buildExpress(
   app.use(timeRequests(core.metrics.httpRequestDuration));
   app.use(healthRouter(core));
   app.use(publishRouter(config, core.hub, cors, addressOf, auth));
+  app.use(channelsApiRouter(config, core.channels, addressOf, auth));
   app.use(viewerRouter());
   app.use(notFound);
   app.use(errorHandler(config, logger));
@@ -144,6 +153,7 @@ export function createSseServer(config: ServerConfig, deps: ServerDeps): SseServ
     async listen() {
       authorizer ??= await Authorizer.create(config, { metrics: core.metrics, logger });
       await broker.start();
+      await core.channels.start();
       if (!broker.up) {
         logger.warn({ event: 'broker_down', broker: broker.type }, 'broker unreachable at start');
       }
@@ -152,9 +162,11 @@ export function createSseServer(config: ServerConfig, deps: ServerDeps): SseServ
       return http.address() as AddressInfo;
     },
     shutdown() {
-      stopping ??= gracefulShutdown({ config, http, metricsHttp, ...core, logger }).finally(() =>
-        authorizer?.close(),
-      );
+      // The channel directory last: it removes this replica's presence (Redis) once streams ended.
+      stopping ??= gracefulShutdown({ config, http, metricsHttp, ...core, logger }).finally(() => {
+        authorizer?.close();
+        return core.channels.close();
+      });
       return stopping;
     },
   };

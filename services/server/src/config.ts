@@ -42,6 +42,8 @@ const checked = (problem: (value: string) => string | null) =>
 
 const authSchema = z
   .strictObject({
+    // The channel API's bearer token (GET /channels): empty, loopback clients only.
+    adminToken: tokenSchema.default(''),
     publicChannels: z
       .array(z.string())
       .default([])
@@ -148,6 +150,9 @@ export const serverConfigSchema = z
           .strictObject({
             trimGraceMs: int(0, 24 * 3_600_000).default(60_000),
             maxStreamLength: int(1, 100_000_000).default(100_000),
+            // Each replica's subscriber counts (GET /channels) live this long in Redis unless
+            // refreshed: a replica that dies stops counting within it.
+            presenceTtlMs: int(300, 600_000).default(15_000),
           })
           .prefault({}),
       })
@@ -204,8 +209,10 @@ export const serverEnv: Record<string, EnvBinding> = {
   SSE_REDIS_KEY_PREFIX: { key: 'broker.keyPrefix', kind: 'string' },
   SSE_REDIS_TRIM_GRACE_MS: { key: 'broker.redis.trimGraceMs', kind: 'int' },
   SSE_REDIS_MAX_STREAM_LENGTH: { key: 'broker.redis.maxStreamLength', kind: 'int' },
+  SSE_REDIS_PRESENCE_TTL_MS: { key: 'broker.redis.presenceTtlMs', kind: 'int' },
   SSE_PUBLISH_TOKEN: { key: 'publish.token', kind: 'string' },
   SSE_SUBSCRIBE_TOKEN: { key: 'subscribe.token', kind: 'string' },
+  SSE_ADMIN_TOKEN: { key: 'auth.adminToken', kind: 'string' },
   METRICS_PORT: { key: 'metrics.port', kind: 'int' },
   SSE_PUBLIC_CHANNELS: { key: 'auth.publicChannels', kind: 'list' },
   SSE_JWT_SECRET: { key: 'auth.jwt.secret', kind: 'string' },

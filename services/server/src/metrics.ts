@@ -258,3 +258,33 @@ export function createServerMetrics(
     ...authMetrics(registers),
   };
 }
+
+/** Longest a scrape waits for the channel count (a hung Redis must not hold /metrics up). */
+const CHANNEL_COUNT_WAIT_MS = 500;
+
+/**
+ * sse_channels: channels that exist now (subscribers or history; with the Redis broker, across every
+ * replica). Read from `count` at each scrape; a read that fails or takes longer than 500 ms keeps
+ * the last value.
+ */
+export function registerChannelsGauge(registry: Registry, count: () => Promise<number>): Gauge {
+  return new Gauge({
+    name: 'sse_channels',
+    help: 'Channels with subscribers or history (Redis broker: across every replica, the same number on each).',
+    registers: [registry],
+    async collect() {
+      let timer: NodeJS.Timeout | undefined;
+      const late = new Promise<null>((r) => {
+        timer = setTimeout(r, CHANNEL_COUNT_WAIT_MS, null);
+      });
+      try {
+        const n = await Promise.race([count(), late]);
+        if (n !== null) this.set(n);
+      } catch {
+        // The broker is unreachable: sse_broker_up says so; keep the last value.
+      } finally {
+        clearTimeout(timer);
+      }
+    },
+  });
+}

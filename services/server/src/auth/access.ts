@@ -241,6 +241,26 @@ export class Authorizer {
     );
   }
 
+  /**
+   * The channel API: does the request carry a signed token whose claim says
+   * `"sse": {"admin": true}`? (Refusals are answered by the API's own guard.)
+   */
+  authorizeAdmin(req: TokenRequest): boolean | Promise<boolean> {
+    const verifier = this.verifier;
+    if (verifier === null) return false;
+    const presented = findToken(req, ALL_TOKEN_SOURCES, this.cookie);
+    if (presented === null) return false;
+    return verifier.verify(presented.token).then(
+      (result) => {
+        const sse = result.ok ? result.claims.sse : undefined;
+        return (
+          typeof sse === 'object' && sse !== null && (sse as { admin?: unknown }).admin === true
+        );
+      },
+      () => false,
+    );
+  }
+
   /** Re-reads the key files now (also done on SIGHUP and file changes); false: old keys kept. */
   async reload(): Promise<boolean> {
     return this.keyStore === null ? true : this.keyStore.reload();

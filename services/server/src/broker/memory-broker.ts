@@ -27,6 +27,15 @@ export interface MemoryBrokerOptions {
   idempotency: { ttlMs: number; maxKeys: number; maxBytes: number; leaseMs: number };
 }
 
+/** What the channel API shows of a channel's record here (see channels/directory.ts). */
+export interface RecordFacts {
+  readonly name: string;
+  /** Events held for replay. */
+  readonly historyLength: number;
+  /** The newest id given to an event of the channel, or null. */
+  readonly last: EventId | null;
+}
+
 interface ChannelRecord {
   readonly history: MemoryHistory;
   joined: boolean;
@@ -143,6 +152,21 @@ export class MemoryBroker implements Broker {
     if (rec === undefined) return;
     rec.joined = false;
     if (rec.history.size === 0) this.records.delete(channel);
+  }
+
+  /** Every channel this process keeps a record for (history, or subscribers here), unordered. */
+  *channelRecords(): IterableIterator<RecordFacts> {
+    for (const [name, rec] of this.records) {
+      yield { name, historyLength: rec.history.size, last: rec.history.last };
+    }
+  }
+
+  /** One channel's record here, or null. */
+  channelRecord(name: string): RecordFacts | null {
+    const rec = this.records.get(name);
+    return rec === undefined
+      ? null
+      : { name, historyLength: rec.history.size, last: rec.history.last };
   }
 
   /** Expires history older than historyTtlMs; forgets channels with no subscribers and no events. */

@@ -83,6 +83,13 @@ export class Hub {
     return this.channels.get(name)?.subscriberCount ?? 0;
   }
 
+  /** Every channel with subscribers on this process, with their number (for GET /channels). */
+  *localSubscribers(): IterableIterator<[string, number]> {
+    for (const ch of this.channels.values()) {
+      if (ch.subscriberCount > 0) yield [ch.name, ch.subscriberCount];
+    }
+  }
+
   /** The hub's channel, joined at the broker when new (the join may fail: see `ready`). */
   private channel(name: string): Channel {
     const known = this.channels.get(name);

@@ -41,6 +41,7 @@ function configError(env: Record<string, string>): string {
 test('defaults: no token keys, no public channels, cookie sse_token, 30 s tolerance', () => {
   const c = loadServerConfig({});
   assert.deepEqual(c.auth, {
+    adminToken: '',
     publicChannels: [],
     jwt: {
       secret: '',
@@ -67,8 +68,10 @@ test('every key has its environment variable', () => {
     SSE_JWT_AUDIENCE: 'aud',
     SSE_JWT_CLOCK_TOLERANCE_SEC: '5',
     SSE_JWT_COOKIE: 'my_cookie',
+    SSE_ADMIN_TOKEN: 'admin',
   });
   assert.deepEqual(c.auth, {
+    adminToken: 'admin',
     publicChannels: ['lobby', 'public.*'],
     jwt: {
       secret,

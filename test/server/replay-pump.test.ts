@@ -52,7 +52,7 @@ test('nextPage takes at least one event, then up to the byte bound', () => {
 test('a stream whose writes stay below the high-water mark gets its whole replay without a drain', async () => {
   const { conn, written } = fakeConnection(() => false);
   const backlog = events(200, 1000); // ~200 KB: several 64 KiB pages
-  const done: Subscription[] = [];
+  const done: unknown[] = [];
   const pump = new ReplayPump({ written: () => {}, done: (s) => done.push(s) });
   const sub = pumped(conn, backlog);
   pump.add(sub);
@@ -66,7 +66,7 @@ test('a stream whose writes stay below the high-water mark gets its whole replay
 test('a stream past its high-water mark waits for drain, then goes on', async () => {
   let full = true;
   const { conn, socket, written } = fakeConnection(() => full);
-  const done: Subscription[] = [];
+  const done: unknown[] = [];
   const pump = new ReplayPump({ written: () => {}, done: (s) => done.push(s) });
   pump.add(pumped(conn, events(200, 1000)));
   for (let i = 0; i < 10; i++) await tick();
@@ -82,7 +82,7 @@ test('a stream past its high-water mark waits for drain, then goes on', async ()
 test('many streams take turns: each gets its replay in order', async () => {
   const streams = Array.from({ length: 50 }, () => fakeConnection(() => false));
   const backlog = events(300, 500);
-  const done: Subscription[] = [];
+  const done: unknown[] = [];
   const pump = new ReplayPump({ written: () => {}, done: (s) => done.push(s) });
   for (const s of streams) pump.add(pumped(s.conn, backlog));
   for (let i = 0; i < 500 && done.length < 50; i++) await tick();

@@ -136,6 +136,8 @@ export const serverConfigSchema = z
         maxSockets: int(0, 10_000_000).default(0),
         // A stream whose unsent bytes have not moved for this long is cut as a slow consumer.
         stallTimeoutMs: int(100, 3_600_000).default(30_000),
+        // Channels one /sse/streams stream may carry.
+        maxChannelsPerStream: int(1, 256).default(32),
       })
       .prefault({}),
     broker: z
@@ -200,6 +202,7 @@ export const serverEnv: Record<string, EnvBinding> = {
   SSE_MAX_CHANNELS: { key: 'limits.maxChannels', kind: 'int' },
   SSE_MAX_SOCKETS: { key: 'limits.maxSockets', kind: 'int' },
   SSE_STALL_TIMEOUT_MS: { key: 'limits.stallTimeoutMs', kind: 'int' },
+  SSE_MAX_CHANNELS_PER_STREAM: { key: 'limits.maxChannelsPerStream', kind: 'int' },
   SSE_HISTORY_MAX_BYTES: { key: 'channels.historyMaxBytes', kind: 'int' },
   SSE_IDEMPOTENCY_TTL_MS: { key: 'channels.idempotencyTtlMs', kind: 'int' },
   SSE_IDEMPOTENCY_MAX_KEYS: { key: 'channels.idempotencyMaxKeys', kind: 'int' },

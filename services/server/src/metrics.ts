@@ -74,6 +74,7 @@ function perRoute<T>(bind: (route: StreamRoute) => T): Record<StreamRoute, T> {
   return {
     '/sse/test': bind('/sse/test'),
     '/sse/channels/:channel': bind('/sse/channels/:channel'),
+    '/sse/streams': bind('/sse/streams'),
   };
 }
 

@@ -52,6 +52,8 @@ export interface InvalidTokenBody {
 export interface InsufficientScopeBody {
   error: 'insufficient_scope';
   channel: string;
+  /** Every channel refused (several-channel streams). */
+  channels?: string[];
   message: string;
 }
 
@@ -219,10 +221,28 @@ export class Authorizer {
    * Synchronous unless a signed token has to be verified.
    */
   authorize(op: AuthOp, channel: string, req: TokenRequest): AuthDecision | Promise<AuthDecision> {
+    if (this.unconfigured(op)) return NOT_CONFIGURED;
+    if (op === 'subscribe' && this.publicChannels.matches(channel)) return ALLOWED_FOREVER;
+    const presented = this.present(op, req);
+    if (typeof presented !== 'string') return presented;
+    return this.verifier!.verify(presented).then(
+      (result) => this.decide(op, channel, result),
+      () => this.refuse(this.invalid.malformed!),
+    );
+  }
+
+  private unconfigured(op: AuthOp): boolean {
+    const staticToken = op === 'subscribe' ? this.subscribeToken : this.publishToken;
+    return staticToken === null && this.verifier === null;
+  }
+
+  /**
+   * The token's verdict before any signature check: refused (none, or a wrong static token with
+   * no signed tokens to try it as), allowed (the static token), or the token to verify.
+   */
+  private present(op: AuthOp, req: TokenRequest): AuthDecision | string {
     const staticToken = op === 'subscribe' ? this.subscribeToken : this.publishToken;
     const verifier = this.verifier;
-    if (staticToken === null && verifier === null) return NOT_CONFIGURED;
-    if (op === 'subscribe' && this.publicChannels.matches(channel)) return ALLOWED_FOREVER;
     const sources = STATIC_SOURCES[op];
     const presented = findToken(req, verifier === null ? sources : ALL_TOKEN_SOURCES, this.cookie);
     if (presented === null) return this.refuse(this.missing[op]);
@@ -235,10 +255,53 @@ export class Authorizer {
     }
     // A wrong static token, with no signed tokens to try it as: it is not ours.
     if (verifier === null) return this.refuse(this.invalid.bad_signature!);
-    return verifier.verify(presented.token).then(
-      (result) => this.decide(op, channel, result),
-      () => this.refuse(this.invalid.malformed!),
-    );
+    return presented.token;
+  }
+
+  /**
+   * May this request `op` on every one of `channels`? One token check for all of them (the
+   * signature is verified once): allowed (the token's expiry), not configured, the 401 of the
+   * token, or one 403 naming every channel the token does not cover (public channels mix freely
+   * when subscribing).
+   */
+  async authorizeAll(
+    op: AuthOp,
+    channels: readonly string[],
+    req: TokenRequest,
+  ): Promise<AuthDecision> {
+    if (this.unconfigured(op)) return NOT_CONFIGURED;
+    const closed =
+      op === 'subscribe' ? channels.filter((c) => !this.publicChannels.matches(c)) : channels;
+    if (closed.length === 0) return ALLOWED_FOREVER;
+    const presented = this.present(op, req);
+    if (typeof presented !== 'string') return presented;
+    let result: VerifyResult;
+    try {
+      result = await this.verifier!.verify(presented);
+    } catch {
+      return this.refuse(this.invalid.malformed!);
+    }
+    if (!result.ok) return this.refuse(this.invalid[result.reason]!);
+    const refused: string[] = [];
+    for (const channel of closed) {
+      const scope = this.scopeOf(op, channel, result);
+      if (scope === 'malformed') return this.refuse(this.invalid.malformed!);
+      if (scope === 'insufficient') refused.push(channel);
+    }
+    if (refused.length === 0) return { kind: 'allowed', expiresAt: result.expiresAt };
+    const verb = op === 'subscribe' ? 'subscribing to' : 'publishing on';
+    return this.refuse({
+      kind: 'refused',
+      status: 403,
+      reason: 'insufficient_scope',
+      headers: SCOPE_HEADERS,
+      body: {
+        error: 'insufficient_scope',
+        channel: refused.join(','),
+        channels: refused,
+        message: `the token does not allow ${verb} ${refused.join(', ')}`,
+      },
+    });
   }
 
   /**
@@ -273,16 +336,25 @@ export class Authorizer {
 
   private decide(op: AuthOp, channel: string, result: VerifyResult): AuthDecision {
     if (!result.ok) return this.refuse(this.invalid[result.reason]!);
-    const sse = result.claims.sse;
-    if (sse === undefined) return this.insufficientScope(op, channel);
-    if (sse === null || typeof sse !== 'object' || Array.isArray(sse)) {
-      return this.refuse(this.invalid.malformed!);
-    }
-    if (!Object.hasOwn(sse, op)) return this.insufficientScope(op, channel);
-    const covered = claimCovers((sse as Record<string, unknown>)[op], channel);
-    if (covered === 'malformed') return this.refuse(this.invalid.malformed!);
-    if (!covered) return this.insufficientScope(op, channel);
+    const scope = this.scopeOf(op, channel, result);
+    if (scope === 'malformed') return this.refuse(this.invalid.malformed!);
+    if (scope === 'insufficient') return this.insufficientScope(op, channel);
     return { kind: 'allowed', expiresAt: result.expiresAt };
+  }
+
+  /** Whether a verified token's `sse` claim covers the channel for `op`. */
+  private scopeOf(
+    op: AuthOp,
+    channel: string,
+    result: Extract<VerifyResult, { ok: true }>,
+  ): 'covered' | 'insufficient' | 'malformed' {
+    const sse = result.claims.sse;
+    if (sse === undefined) return 'insufficient';
+    if (sse === null || typeof sse !== 'object' || Array.isArray(sse)) return 'malformed';
+    if (!Object.hasOwn(sse, op)) return 'insufficient';
+    const covered = claimCovers((sse as Record<string, unknown>)[op], channel);
+    if (covered === 'malformed') return 'malformed';
+    return covered ? 'covered' : 'insufficient';
   }
 
   private insufficientScope(op: AuthOp, channel: string): AuthRefused {

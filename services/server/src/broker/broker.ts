@@ -16,6 +16,8 @@ export interface FramedEvent extends EventId {
   readonly id: string;
   /** `event: ...\ndata: ...\nid: ...\n\n`, the same bytes for every subscriber. */
   readonly payload: Buffer;
+  /** The event as several-channel streams carry it (built once, when first needed). */
+  envelope?: Buffer;
 }
 
 /** What a subscriber resuming with Last-Event-ID gets: where it stands, then the events after. */

@@ -1,5 +1,5 @@
 // Turns a published event and its id into the SSE bytes every subscriber gets (once per event).
-import { encodeEvent } from '../wire/encode.ts';
+import { decodeEvent, encodeEvent } from '../wire/encode.ts';
 import type { EventInput, FramedEvent } from './broker.ts';
 import { type EventId, formatEventId } from './event-id.ts';
 import type { ResetReason } from './resume.ts';
@@ -32,4 +32,19 @@ export function frameReset(
     id: after,
     payload: Buffer.from(encodeEvent(data, 'reset', after)),
   };
+}
+
+/**
+ * The event as a several-channel stream (/sse/streams) carries it, without the id line (each
+ * stream ends it with its own cursor): the publisher's event name unchanged, and as data one JSON
+ * object `{"channel": <channel>, "data": <the data the channel's own route gives>}`. Built once
+ * per event, when a several-channel stream first needs it, and kept with the event.
+ */
+export function envelopeOf(event: FramedEvent, channel: string): Buffer {
+  if (event.envelope !== undefined) return event.envelope;
+  const { name, data } = decodeEvent(event.payload);
+  const text = encodeEvent(JSON.stringify({ channel, data }), name);
+  // encodeEvent ends the block with a blank line; the stream adds `id: ...` and the blank line.
+  event.envelope = Buffer.from(text.slice(0, -1));
+  return event.envelope;
 }

@@ -3,23 +3,26 @@
 // streams). Everything else goes on to express.
 //   GET|HEAD /sse/test               the example stream
 //   GET|HEAD /sse/channels/:channel  a channel subscription (retry, replay, live events)
-//   OPTIONS  on both                  CORS preflight
+//   GET|HEAD /sse/streams?channel=a&channel=b   several channels in one stream, one cursor
+//   OPTIONS  on all of them           CORS preflight
 import type { IncomingMessage, OutgoingHttpHeaders, ServerResponse } from 'node:http';
 import { type AuthDecision, type Authorizer, refusalAnswer } from '../auth/access.ts';
+import { formatEventId } from '../broker/event-id.ts';
 import type { ServerConfig } from '../config.ts';
 import type { ClientAddressOf } from '../http/client-address.ts';
 import { type Cors, streamHeaders } from '../http/cors.ts';
-import { HttpError, sendJson } from '../http/errors.ts';
+import { badRequest, HttpError, sendJson } from '../http/errors.ts';
 import { intParam, lastEventIdParam, rawLastEventId } from '../http/params.ts';
 import type { Logger } from '../logger.ts';
 import type { ServerMetrics } from '../metrics.ts';
 import { Refusal } from '../refusals.ts';
-import { channelName } from '../sse/channel-name.ts';
+import { channelName, checkChannelName } from '../sse/channel-name.ts';
 import { SseConnection } from '../sse/connection.ts';
 import type { Hub } from '../sse/hub.ts';
 import type { OpenStreams } from '../sse/open-streams.ts';
 import { respondWhole, wantsClose } from '../sse/transport.ts';
 import type { StreamRoute } from '../stream-routes.ts';
+import { channelHash, decodeCursor } from '../wire/stream-cursor.ts';
 import {
   EXAMPLE_DEFAULT_COUNT,
   EXAMPLE_DEFAULT_INTERVAL_MS,
@@ -73,6 +76,8 @@ export class StreamRouter {
     let channel = '';
     if (path === '/sse/test') {
       route = '/sse/test';
+    } else if (path === '/sse/streams') {
+      route = '/sse/streams';
     } else if (path.startsWith(CHANNEL_PREFIX)) {
       route = '/sse/channels/:channel';
       channel = path.slice(CHANNEL_PREFIX.length);
@@ -103,6 +108,7 @@ export class StreamRouter {
     const query = new URLSearchParams(q < 0 ? '' : url.slice(q + 1));
     try {
       if (route === '/sse/test') this.example(req, res, query);
+      else if (route === '/sse/streams') this.subscribeMany(req, res, query);
       else this.subscribe(req, res, channel, query);
     } catch (err) {
       if (!(err instanceof HttpError)) throw err;
@@ -178,6 +184,75 @@ export class StreamRouter {
     }
     this.deps.hub
       .subscribe(conn, name, last, this.headers(req))
+      .catch((err: unknown) => this.refuseStarted(req, res, err));
+  }
+
+  /** GET /sse/streams?channel=a&channel=b...: the names (400 naming what is wrong), then auth. */
+  private subscribeMany(req: IncomingMessage, res: ServerResponse, query: URLSearchParams): void {
+    const names = [...new Set(query.getAll('channel'))];
+    const max = this.deps.config.limits.maxChannelsPerStream;
+    if (names.length === 0 || names.length > max) {
+      throw badRequest(
+        `a stream takes 1 to ${max} channel parameters (limits.maxChannelsPerStream)`,
+        {
+          parameter: 'channel',
+          allowed: { min: 1, max },
+        },
+      );
+    }
+    for (const name of names) checkChannelName(name);
+    const hashes = new Map(names.map((n) => [channelHash(n), n]));
+    if (hashes.size !== names.length) {
+      throw badRequest(
+        'two of these channels cannot share one stream (their cursor keys collide)',
+        {
+          parameter: 'channel',
+        },
+      );
+    }
+    const authorizer = this.deps.auth();
+    authorizer.authorizeAll('subscribe', names, req).then(
+      (decision) => this.subscribeManyAs(req, res, names, query, decision, authorizer.jwtEnabled),
+      (err: unknown) => this.refuseStarted(req, res, err),
+    );
+  }
+
+  /** Opens the several-channel stream once the token (if any) was checked. */
+  private subscribeManyAs(
+    req: IncomingMessage,
+    res: ServerResponse,
+    names: string[],
+    query: URLSearchParams,
+    decision: AuthDecision,
+    jwtEnabled: boolean,
+  ): void {
+    if (res.destroyed) return;
+    if (decision.kind === 'refused') {
+      this.deps.metrics.connectionsRejected.labels('unauthorized').inc();
+      const answer = refusalAnswer(decision, 'subscribe', jwtEnabled);
+      this.refuse(req, res, new HttpError(answer.status, answer.body, answer.headers));
+      return;
+    }
+    const last = rawLastEventId(req.headers['last-event-id'], query)?.value ?? null;
+    const positions = new Map<string, string>();
+    let malformed: string | null = null;
+    if (last !== null) {
+      const cursor = decodeCursor(last.trim());
+      if (cursor === null) malformed = last;
+      else {
+        for (const name of names) {
+          const at = cursor.get(channelHash(name));
+          if (at !== undefined) positions.set(name, formatEventId(at));
+        }
+      }
+    }
+    const conn = this.admitStream(req, res, '/sse/streams');
+    if (conn === null) return;
+    if (decision.kind === 'allowed' && decision.expiresAt !== null) {
+      conn.expiresAt = decision.expiresAt;
+    }
+    this.deps.hub
+      .subscribeMany(conn, names, positions, malformed, this.headers(req))
       .catch((err: unknown) => this.refuseStarted(req, res, err));
   }
 

@@ -4,6 +4,7 @@
 import type { FramedEvent } from '../broker/broker.ts';
 import { type EventId, ZERO_ID } from '../broker/event-id.ts';
 import { frameChunk } from '../wire/encode.ts';
+import type { SlotChannel, StreamSlot } from './multi-stream.ts';
 import type { Membership, Subscription } from './subscription.ts';
 
 /** What one flush of a channel wrote: deliveries (events x streams) and their SSE bytes. */
@@ -14,10 +15,12 @@ export interface Written {
 
 const NOTHING: Written = { events: 0, bytes: 0 };
 
-export class Channel implements Membership {
+export class Channel implements Membership, SlotChannel {
   readonly name: string;
   readonly live: Subscription[] = [];
   readonly joining: Subscription[] = [];
+  /** This channel's slots in several-channel streams (each stream writes its own, once a tick). */
+  readonly slots: StreamSlot[] = [];
   /** Events received since the last flush, in id order. */
   pending: FramedEvent[] = [];
   /** Every event the broker delivers from now on has a greater id. */
@@ -36,7 +39,22 @@ export class Channel implements Membership {
   }
 
   get subscriberCount(): number {
-    return this.live.length + this.joining.length;
+    return this.live.length + this.joining.length + this.slots.length;
+  }
+
+  addSlot(slot: StreamSlot): void {
+    slot.at = this.slots.length;
+    this.slots.push(slot);
+  }
+
+  leaveSlot(slot: StreamSlot): void {
+    const last = this.slots.pop()!;
+    if (last !== slot) {
+      this.slots[slot.at] = last;
+      last.at = slot.at;
+    }
+    slot.at = -1;
+    this.onLeave(this);
   }
 
   /** A new subscriber, joining at the seam. */
@@ -95,8 +113,10 @@ export class Channel implements Membership {
         this.promoteIfCaughtUp(sub);
       }
     }
+    // Several-channel streams take the events and write them at the end of the tick.
+    for (let i = 0; i < this.slots.length; i++) this.slots[i]!.offer(pending);
     this.flushed = pending[pending.length - 1]!;
-    this.flushedTo = delivered;
+    this.flushedTo = delivered + this.slots.length;
     return { events, bytes };
   }
 }

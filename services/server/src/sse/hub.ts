@@ -15,11 +15,12 @@ import { frameReset } from '../broker/framed-event.ts';
 import type { Lifecycle } from '../lifecycle.ts';
 import type { ServerMetrics } from '../metrics.ts';
 import { noticeBody, Refusal } from '../refusals.ts';
-import { encodeRetry } from '../wire/encode.ts';
+import { encodeEvent, encodeRetry } from '../wire/encode.ts';
 import { Channel, payloadBytes } from './channel.ts';
 import type { SseConnection } from './connection.ts';
+import { MultiStream, mergeById, type Outgoing } from './multi-stream.ts';
 import { PublishAcks } from './publish-acks.ts';
-import { nextPage, REPLAY_PAGE_BYTES, ReplayPump } from './replay-pump.ts';
+import { nextPage, type Pumped, REPLAY_PAGE_BYTES, ReplayPump } from './replay-pump.ts';
 import { Subscription } from './subscription.ts';
 
 export interface HubOptions {
@@ -43,10 +44,14 @@ export class DrainingError extends Error {
 }
 
 const ROUTE = '/sse/channels/:channel';
+const STREAMS_ROUTE = '/sse/streams';
 
 export class Hub {
   private readonly channels = new Map<string, Channel>();
   private readonly dirty = new Set<Channel>();
+  /** Several-channel streams with events collected this tick (written after every channel). */
+  private dirtyStreams: MultiStream[] = [];
+  private readonly streamHooks = { dirty: (m: MultiStream) => this.dirtyStreams.push(m) };
   private flushScheduled = false;
   private readonly broker: Broker;
   private readonly metrics: ServerMetrics;
@@ -68,7 +73,10 @@ export class Hub {
         this.metrics.replayedEvents.inc(events);
         this.countSent(events, bytes);
       },
-      done: (sub) => this.caughtUp(sub),
+      done: (stream: Pumped) =>
+        stream instanceof MultiStream
+          ? this.streamCaughtUp(stream)
+          : this.caughtUp(stream as Subscription),
     });
     broker.setListener((channel, events) => this.receive(channel, events));
     broker.onChannelFault((channel, fault) => {
@@ -150,6 +158,104 @@ export class Hub {
   }
 
   /**
+   * Subscribes `conn` to several channels at once (/sse/streams): one stream, one write per
+   * tick. `positions`: each channel's position from the stream's cursor (absent: live from now);
+   * `malformed`: the cursor could not be read, so the stream starts with one reset and every
+   * channel replays what its history holds. Rejects before anything was written when a channel
+   * cannot be joined or replayed.
+   */
+  async subscribeMany(
+    conn: SseConnection,
+    names: readonly string[],
+    positions: ReadonlyMap<string, string>,
+    malformed: string | null,
+    headers: OutgoingHttpHeaders,
+  ): Promise<void> {
+    if (this.lifecycle.draining) throw new DrainingError('the server is shutting down');
+    const stream = new MultiStream(conn, this.streamHooks);
+    const slots = names.map((name) => {
+      const ch = this.channel(name);
+      const slot = stream.addSlot(ch);
+      ch.addSlot(slot);
+      return slot;
+    });
+    try {
+      await Promise.all(slots.map((s) => (s.channel as Channel).ready));
+      const replays = await Promise.all(
+        slots.map((slot) => {
+          const from = malformed ?? positions.get(slot.channel.name);
+          return from === undefined ? null : this.broker.replay(slot.channel.name, from);
+        }),
+      );
+      const lists: Outgoing[][] = [];
+      replays.forEach((replay, i) => {
+        if (replay === null) return;
+        const slot = slots[i]!;
+        const { placement, events } = replay;
+        stream.setPosition(slot, placement.after);
+        const list: Outgoing[] = [];
+        if (placement.reset !== null && malformed === null) {
+          const { reason, lastEventId } = placement.reset;
+          list.push({ slot, event: frameReset(reason, lastEventId, placement.after) });
+        }
+        for (const event of events) list.push({ slot, event });
+        lists.push(list);
+      });
+      this.startMany(stream, mergeById(lists), malformed, headers);
+    } catch (err) {
+      conn.owner = null;
+      stream.streamClosed();
+      throw err;
+    }
+  }
+
+  /** Headers, retry, (a malformed cursor's reset,) the first page of the replay; then pumped. */
+  private startMany(
+    stream: MultiStream,
+    backlog: Outgoing[],
+    malformed: string | null,
+    headers: OutgoingHttpHeaders,
+  ): void {
+    const conn = stream.conn;
+    if (conn.ended) return;
+    const parts: Buffer[] = [this.retryChunk];
+    if (malformed !== null) parts.push(this.malformedReset(stream, malformed));
+    stream.backlog = backlog.length > 0 ? backlog : null;
+    const first = stream.firstPage(Math.min(REPLAY_PAGE_BYTES, conn.maxBufferedBytes));
+    for (const p of first.parts) parts.push(p);
+    conn.sendHead(headers, parts);
+    let bytes = 0;
+    for (const p of parts) bytes += p.length;
+    this.metrics.bytesSent.inc(bytes);
+    const sent = first.events + (malformed !== null ? 1 : 0);
+    if (sent > 0) this.metrics.eventsSent[STREAMS_ROUTE].inc(sent);
+    if (first.events > 0) this.metrics.replayedEvents.inc(first.events);
+    if (stream.backlog !== null) this.pump.add(stream);
+    else this.streamCaughtUp(stream);
+  }
+
+  /** The one reset of a stream whose cursor could not be read: every channel from its floor. */
+  private malformedReset(stream: MultiStream, given: string): Buffer {
+    const resumeAfter = stream.cursor();
+    const data = JSON.stringify({
+      reason: 'malformed_id',
+      lastEventId: given.slice(0, 64),
+      resumeAfter,
+    });
+    return Buffer.from(encodeEvent(JSON.stringify({ channel: null, data }), 'reset', resumeAfter));
+  }
+
+  /** A several-channel stream's replay is out: what queued meanwhile follows in one write. */
+  private streamCaughtUp(stream: MultiStream): void {
+    if (stream.conn.ended) return;
+    const written = stream.flushOut();
+    if (written.events > 0) {
+      this.metrics.eventsSent[STREAMS_ROUTE].inc(written.events);
+      this.metrics.bytesSent.inc(written.bytes);
+    }
+  }
+
+  /**
    * Writes headers, retry, the reset and the first page of the replay in one write. A longer
    * replay goes on page by page as the socket drains (the replay pump); the live events that
    * arrive meanwhile wait in the subscription's queue.
@@ -210,10 +316,11 @@ export class Hub {
     const ch = this.channels.get(name);
     if (ch === undefined) return;
     const refusal = new Refusal('channel_unavailable', `channel ${name} is unavailable: ${why}`);
-    for (const sub of [...ch.live, ...ch.joining]) {
+    const conns = [...ch.live, ...ch.joining, ...ch.slots.map((s) => s.stream)].map((x) => x.conn);
+    for (const conn of conns) {
       const notice = refusal.notice()!;
-      if (sub.conn.opened) sub.conn.end(Buffer.from(noticeBody(notice)), 'error');
-      else sub.conn.destroy('error');
+      if (conn.opened) conn.end(Buffer.from(noticeBody(notice)), 'error');
+      else conn.destroy('error');
     }
   }
 
@@ -266,7 +373,10 @@ export class Hub {
     }
   }
 
-  /** Writes every channel's pending events: one chunk per channel, the same bytes to everyone. */
+  /**
+   * Writes every channel's pending events: one chunk per channel, the same bytes to everyone;
+   * then each several-channel stream that took events writes them in one write.
+   */
   flush(): void {
     this.flushScheduled = false;
     for (const ch of this.dirty) {
@@ -276,6 +386,21 @@ export class Hub {
       this.release(ch);
     }
     this.dirty.clear();
+    if (this.dirtyStreams.length > 0) {
+      const streams = this.dirtyStreams;
+      this.dirtyStreams = [];
+      let events = 0;
+      let bytes = 0;
+      for (const stream of streams) {
+        const written = stream.flushOut();
+        events += written.events;
+        bytes += written.bytes;
+      }
+      if (events > 0) {
+        this.metrics.eventsSent[STREAMS_ROUTE].inc(events);
+        this.metrics.bytesSent.inc(bytes);
+      }
+    }
   }
 
   /** Answers publishes whose live delivery lags past publishWaitMs. */

@@ -36,6 +36,7 @@ export class OpenStreams {
   private readonly perRoute: Record<StreamRoute, number> = {
     '/sse/test': 0,
     '/sse/channels/:channel': 0,
+    '/sse/streams': 0,
   };
   private readonly options: OpenStreamsOptions;
   private readonly metrics: ServerMetrics;

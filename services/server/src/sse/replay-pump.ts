@@ -1,13 +1,12 @@
 // Long replays are written as the socket drains, one page at a time, never all at once: a replay
 // storm (thousands of resumers of a megabyte of history each) would otherwise block the event
 // loop for seconds and push gigabytes into process and kernel buffers, whether or not the clients
-// read. Every subscriber with replay left takes turns (round robin) in setImmediate ticks of at
-// most TICK_BUDGET_MS, so live fan-out flushes run between them; a page is written only when the
-// previous one left the process (its socket drained), so a subscriber holds at most one page in
-// the process (plus what is below the stream's high-water mark: 'drain' comes only after a write
-// that went past it), and a client that stops reading is cut by the registry's stall rule.
+// read. Every stream with replay left takes turns (round robin) in setImmediate ticks of at most
+// TICK_BUDGET_MS, so live fan-out flushes run between them; a page is written only when the
+// previous one left the process (plus what is below the stream's high-water mark: 'drain' comes
+// only after a write that went past it), and a client that stops reading is cut by the stall rule.
 import type { FramedEvent } from '../broker/broker.ts';
-import type { Subscription } from './subscription.ts';
+import type { SseConnection } from './connection.ts';
 
 /** Bytes of events in one replay write (the first page also goes out with the headers). */
 export const REPLAY_PAGE_BYTES = 64 * 1024;
@@ -32,25 +31,41 @@ export function nextPage(
   return { parts, bytes, next: i };
 }
 
+/** A page a pumped stream wrote: events and SSE bytes, and whether its replay is now out. */
+export interface PageWritten {
+  events: number;
+  bytes: number;
+  done: boolean;
+}
+
+/** A stream with replay left to write (a channel subscription, a several-channel stream). */
+export interface Pumped {
+  readonly conn: SseConnection;
+  /** Writes the next page of at most about `maxBytes`; null when the write cut the stream. */
+  writePage(maxBytes: number): PageWritten | null;
+  /** Puts the stream back in the pump when its socket drains (set by the pump when needed). */
+  onDrain: (() => void) | null;
+}
+
 export interface PumpHooks {
   /** A page was written: events and bytes (for the metrics). */
   written(events: number, bytes: number): void;
-  /** The subscription's replay is all written (or its stream is gone). */
-  done(sub: Subscription): void;
+  /** The stream's replay is all written. */
+  done(stream: Pumped): void;
 }
 
 export class ReplayPump {
   private readonly hooks: PumpHooks;
-  private ready: Subscription[] = [];
+  private ready: Pumped[] = [];
   private scheduled = false;
 
   constructor(hooks: PumpHooks) {
     this.hooks = hooks;
   }
 
-  /** Gives the subscription turns until its backlog is written. */
-  add(sub: Subscription): void {
-    this.ready.push(sub);
+  /** Gives the stream turns until its replay is written. */
+  add(stream: Pumped): void {
+    this.ready.push(stream);
     if (!this.scheduled) {
       this.scheduled = true;
       setImmediate(pumpTick, this);
@@ -72,26 +87,21 @@ export class ReplayPump {
     }
   }
 
-  /** One page for one subscriber; then again next turn, on drain, or done. */
-  private turn(sub: Subscription): void {
-    const backlog = sub.backlog;
-    const conn = sub.conn;
-    if (backlog === null || conn.ended) return;
-    const max = Math.min(REPLAY_PAGE_BYTES, conn.maxBufferedBytes);
-    const page = nextPage(backlog, sub.backlogNext, max);
-    if (!conn.sendParts(page.parts)) return; // cut: the close path forgets it
-    sub.backlogNext = page.next;
-    sub.cursor = backlog[page.next - 1]!;
-    this.hooks.written(page.parts.length, page.bytes);
-    if (page.next >= backlog.length) {
-      sub.backlog = null;
-      sub.onDrain = null;
-      this.hooks.done(sub);
+  /** One page for one stream; then again next turn, on drain, or done. */
+  private turn(stream: Pumped): void {
+    const conn = stream.conn;
+    if (conn.ended) return;
+    const page = stream.writePage(Math.min(REPLAY_PAGE_BYTES, conn.maxBufferedBytes));
+    if (page === null) return; // cut: the close path forgets it
+    this.hooks.written(page.events, page.bytes);
+    if (page.done) {
+      stream.onDrain = null;
+      this.hooks.done(stream);
     } else if (conn.transport.needsDrain()) {
-      sub.onDrain ??= () => this.add(sub);
-      conn.transport.drainSource().once('drain', sub.onDrain);
+      stream.onDrain ??= () => this.add(stream);
+      conn.transport.drainSource().once('drain', stream.onDrain);
     } else {
-      this.ready.push(sub);
+      this.ready.push(stream);
     }
   }
 }

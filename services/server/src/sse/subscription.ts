@@ -6,6 +6,7 @@
 import type { FramedEvent } from '../broker/broker.ts';
 import { compareIds, type EventId } from '../broker/event-id.ts';
 import type { SseConnection, StreamOwner } from './connection.ts';
+import { nextPage, type PageWritten, type Pumped } from './replay-pump.ts';
 
 /** The channel a subscription belongs to, as far as the subscription needs it. */
 export interface Membership {
@@ -14,7 +15,7 @@ export interface Membership {
   leave(sub: Subscription): void;
 }
 
-export class Subscription implements StreamOwner {
+export class Subscription implements StreamOwner, Pumped {
   readonly conn: SseConnection;
   readonly channel: Membership;
   /** 'joining' until the replay was written and the live position reached; then 'live'. */
@@ -65,6 +66,19 @@ export class Subscription implements StreamOwner {
       return [];
     }
     return this.write(fresh) ? fresh : [];
+  }
+
+  /** The next page of the replay backlog (the replay pump's turn). */
+  writePage(maxBytes: number): PageWritten | null {
+    const backlog = this.backlog;
+    if (backlog === null) return { events: 0, bytes: 0, done: true };
+    const page = nextPage(backlog, this.backlogNext, maxBytes);
+    if (!this.conn.sendParts(page.parts)) return null;
+    this.backlogNext = page.next;
+    this.cursor = backlog[page.next - 1]!;
+    const done = page.next >= backlog.length;
+    if (done) this.backlog = null;
+    return { events: page.parts.length, bytes: page.bytes, done };
   }
 
   /** Writes the queued events after the cursor (once the replay is out). Returns them. */

@@ -23,6 +23,20 @@ export function encodeEvent(data: string, event?: string, id?: string | number):
   return `${out}\n`;
 }
 
+/**
+ * The event name and data back from an event block made by encodeEvent (data lines joined with
+ * LF, as a spec parser joins them).
+ */
+export function decodeEvent(payload: Buffer): { name: string | undefined; data: string } {
+  let name: string | undefined;
+  const data: string[] = [];
+  for (const line of payload.toString('utf8').split('\n')) {
+    if (line.startsWith('data: ')) data.push(line.slice(6));
+    else if (line.startsWith('event: ')) name = line.slice(7);
+  }
+  return { name, data: data.join('\n') };
+}
+
 /** A `retry:` field on its own, as a block the parser applies without dispatching an event. */
 export function encodeRetry(ms: number): string {
   return `retry: ${Math.max(0, Math.floor(ms))}\n\n`;

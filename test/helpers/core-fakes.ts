@@ -84,11 +84,18 @@ export class FakeStream {
   }
 }
 
+/** One channel's record in the scripted broker: what it holds, what was not delivered live yet. */
+interface ScriptedRecord {
+  readonly history: MemoryHistory;
+  readonly undelivered: FramedEvent[];
+  delivered: EventId;
+}
+
 /**
- * A broker whose record is a memory ring and whose live delivery lags as the test says:
- * `publish` puts events in the record at once; `deliver(n)` hands the next n of them to the hub
- * (as a Redis reader would, in order); `replay` answers from the record as it is when called,
- * but resolves only when the test calls `answerReplays()`.
+ * A broker whose records are memory rings and whose live delivery lags as the test says:
+ * `append` puts events in a channel's record at once; `deliver(channel, n)` hands the next n of
+ * them to the hub (as a Redis reader would, in order); `replay` answers from the record as it is
+ * when called, but resolves only when the test calls `answerReplays()`.
  */
 export class ScriptedBroker implements Broker {
   readonly type = 'memory';
@@ -96,10 +103,7 @@ export class ScriptedBroker implements Broker {
   readonly channelCount = 0;
   private listener: BrokerListener | null = null;
   private readonly ids = new IdGenerator(() => 1000);
-  readonly history = new MemoryHistory(10_000, 1 << 30);
-  /** Events in the record not yet delivered live. */
-  private readonly undelivered: FramedEvent[] = [];
-  private delivered: EventId = ZERO_ID;
+  private readonly records = new Map<string, ScriptedRecord>();
   private readonly replays: (() => void)[] = [];
 
   setListener(listener: BrokerListener): void {
@@ -116,18 +120,33 @@ export class ScriptedBroker implements Broker {
   settleIdempotent(): void {}
   leave(): void {}
 
-  /** Puts events in the record (not yet delivered live). */
-  append(events: readonly EventInput[]): FramedEvent[] {
+  private record(channel: string): ScriptedRecord {
+    let rec = this.records.get(channel);
+    if (rec === undefined) {
+      rec = { history: new MemoryHistory(10_000, 1 << 30), undelivered: [], delivered: ZERO_ID };
+      this.records.set(channel, rec);
+    }
+    return rec;
+  }
+
+  /** The channel's record (what a replay reads). */
+  history(channel: string): MemoryHistory {
+    return this.record(channel).history;
+  }
+
+  /** Puts events in the channel's record (not yet delivered live). */
+  append(events: readonly EventInput[], channel = 'seam'): FramedEvent[] {
+    const rec = this.record(channel);
     const framed = events.map((e) => frameEvent(e, this.ids.next()));
     for (const f of framed) {
-      this.history.push(f);
-      this.undelivered.push(f);
+      rec.history.push(f);
+      rec.undelivered.push(f);
     }
     return framed;
   }
 
-  publish(_channel: string, events: readonly EventInput[]): Promise<PublishOutcome> {
-    const framed = this.append(events);
+  publish(channel: string, events: readonly EventInput[]): Promise<PublishOutcome> {
+    const framed = this.append(events, channel);
     return Promise.resolve({
       kind: 'published',
       ids: framed.map((e) => e.id),
@@ -135,25 +154,23 @@ export class ScriptedBroker implements Broker {
     });
   }
 
-  /** Delivers the next `n` undelivered events live (all of them by default). */
-  deliver(channel: string, n = this.undelivered.length): void {
-    const batch = this.undelivered.splice(0, n);
+  /** Delivers the channel's next `n` undelivered events live (all of them by default). */
+  deliver(channel: string, n?: number): void {
+    const rec = this.record(channel);
+    const batch = rec.undelivered.splice(0, n ?? rec.undelivered.length);
     if (batch.length === 0) return;
-    this.delivered = batch[batch.length - 1]!;
+    rec.delivered = batch[batch.length - 1]!;
     this.listener?.(channel, batch);
   }
 
-  get pendingLive(): number {
-    return this.undelivered.length;
+  join(channel: string): Promise<EventId> {
+    return Promise.resolve(this.record(channel).delivered);
   }
 
-  join(): Promise<EventId> {
-    return Promise.resolve(this.delivered);
-  }
-
-  replay(_channel: string, lastEventId: string): Promise<Replay> {
-    const placement = placeLastEventId(lastEventId, this.history);
-    const events = this.history.after(placement.after);
+  replay(channel: string, lastEventId: string): Promise<Replay> {
+    const history = this.record(channel).history;
+    const placement = placeLastEventId(lastEventId, history);
+    const events = history.after(placement.after);
     return new Promise((resolve) => this.replays.push(() => resolve({ placement, events })));
   }
 

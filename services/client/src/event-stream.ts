@@ -6,6 +6,7 @@ import type { Dispatcher } from 'undici';
 import { fromTransportError, SseClientError } from './errors.ts';
 import { createEventParser, type EventParser, type SseEvent } from './parser.ts';
 import { ReconnectPolicy } from './reconnect.ts';
+import { isMultiChannelUrl, unwrapEnvelope } from './stream-envelope.ts';
 import { baseHeaders, discard, openStream } from './transport.ts';
 
 export interface OpenInfo {
@@ -190,12 +191,13 @@ class EventStream implements EventStreamHandle {
 
   private createParser(): EventParser {
     const { onEvent, onRetry } = this.options;
+    const multi = isMultiChannelUrl(this.target);
     return createEventParser({
       maxEventBytes: this.options.maxEventBytes,
       lastEventId: this.options.lastEventId,
       onEvent: (event) => {
         // Events later in a chunk that was already being parsed when close() ran are dropped.
-        if (!this.closed) onEvent(event);
+        if (!this.closed) onEvent(multi ? unwrapEnvelope(event) : event);
       },
       onRetry: (ms) => {
         this.policy.setRetry(ms);

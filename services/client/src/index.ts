@@ -30,4 +30,5 @@ export {
   publish,
 } from './publish.ts';
 export { ReconnectPolicy } from './reconnect.ts';
+export { isMultiChannelUrl, unwrapEnvelope } from './stream-envelope.ts';
 export { closeDefaultDispatchers, defaultDispatcher, isEventStreamType } from './transport.ts';

@@ -18,11 +18,16 @@ export interface Output {
 }
 
 export function formatText(event: SseEvent): string {
-  return `Received SSE event - id: ${event.id}, event: ${event.event}, data: ${event.data}`;
+  const line = `Received SSE event - id: ${event.id}, event: ${event.event}, data: ${event.data}`;
+  return event.channel === undefined ? line : `${line}, channel: ${event.channel}`;
 }
 
+/** One JSON object per event; events of a several-channel stream also name their channel. */
 export function formatJson(event: SseEvent): string {
-  return JSON.stringify({ id: event.id, event: event.event, data: event.data });
+  const { id, event: name, data, channel } = event;
+  return JSON.stringify(
+    channel === undefined ? { id, event: name, data } : { id, event: name, data, channel },
+  );
 }
 
 export const FINISHED = 'SSE stream finished';

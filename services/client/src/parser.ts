@@ -17,6 +17,8 @@ export interface SseEvent {
   event: string;
   /** The data lines joined with "\n". */
   data: string;
+  /** Several-channel streams (/sse/streams): the channel the event is of (null: the stream's). */
+  channel?: string | null;
 }
 
 export interface EventParserOptions {

@@ -7,7 +7,6 @@
 //   OPTIONS  on all of them           CORS preflight
 import type { IncomingMessage, OutgoingHttpHeaders, ServerResponse } from 'node:http';
 import { type AuthDecision, type Authorizer, refusalAnswer } from '../auth/access.ts';
-import { formatEventId } from '../broker/event-id.ts';
 import type { ServerConfig } from '../config.ts';
 import type { ClientAddressOf } from '../http/client-address.ts';
 import { type Cors, streamHeaders } from '../http/cors.ts';
@@ -22,7 +21,7 @@ import type { Hub } from '../sse/hub.ts';
 import type { OpenStreams } from '../sse/open-streams.ts';
 import { respondWhole, wantsClose } from '../sse/transport.ts';
 import type { StreamRoute } from '../stream-routes.ts';
-import { channelHash, decodeCursor } from '../wire/stream-cursor.ts';
+import { channelHash, resumePositions } from '../wire/stream-cursor.ts';
 import {
   EXAMPLE_DEFAULT_COUNT,
   EXAMPLE_DEFAULT_INTERVAL_MS,
@@ -234,25 +233,14 @@ export class StreamRouter {
       return;
     }
     const last = rawLastEventId(req.headers['last-event-id'], query)?.value ?? null;
-    const positions = new Map<string, string>();
-    let malformed: string | null = null;
-    if (last !== null) {
-      const cursor = decodeCursor(last.trim());
-      if (cursor === null) malformed = last;
-      else {
-        for (const name of names) {
-          const at = cursor.get(channelHash(name));
-          if (at !== undefined) positions.set(name, formatEventId(at));
-        }
-      }
-    }
+    const { positions, malformed } = resumePositions(names, last);
     const conn = this.admitStream(req, res, '/sse/streams');
     if (conn === null) return;
     if (decision.kind === 'allowed' && decision.expiresAt !== null) {
       conn.expiresAt = decision.expiresAt;
     }
     this.deps.hub
-      .subscribeMany(conn, names, positions, malformed, this.headers(req))
+      .subscribeMany(conn, names, positions, malformed ? last : null, this.headers(req))
       .catch((err: unknown) => this.refuseStarted(req, res, err));
   }
 

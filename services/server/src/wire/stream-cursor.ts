@@ -10,7 +10,7 @@
 // (8-12 characters): 32 channels fit in about 350 characters, well within the 16 KiB header
 // bound. Channels are found by hash, so channels added to or dropped from the URL between
 // reconnects work: a new one starts live, a dropped one is ignored.
-import type { EventId } from '../broker/event-id.ts';
+import { type EventId, formatEventId } from '../broker/event-id.ts';
 
 export const CURSOR_PREFIX = 'c1';
 /** Longest cursor accepted (a Last-Event-ID longer than this is malformed). */
@@ -89,4 +89,24 @@ export function decodeCursor(text: string): Map<number, EventId> | null {
     out.set(hash, { ms: at, seq });
   }
   return out;
+}
+
+/**
+ * Where each of `names` resumes from a Last-Event-ID (null: none given): its position as
+ * `<ms>-<seq>` (channels the cursor does not hold start live), or `malformed` when the text is not
+ * a cursor of this version.
+ */
+export function resumePositions(
+  names: readonly string[],
+  lastEventId: string | null,
+): { positions: Map<string, string>; malformed: boolean } {
+  const positions = new Map<string, string>();
+  if (lastEventId === null) return { positions, malformed: false };
+  const cursor = decodeCursor(lastEventId.trim());
+  if (cursor === null) return { positions, malformed: true };
+  for (const name of names) {
+    const at = cursor.get(channelHash(name));
+    if (at !== undefined) positions.set(name, formatEventId(at));
+  }
+  return { positions, malformed: false };
 }

@@ -149,9 +149,9 @@ test('property: any interleaving gives every event after the id, once, in order'
         await subscribing;
         broker.deliver(CHANNEL);
         await settle(60);
-        const expected = broker.history(CHANNEL).after(
-          from === '0-0' ? { ms: 0, seq: 0 } : old[pick % old.length]!,
-        );
+        const expected = broker
+          .history(CHANNEL)
+          .after(from === '0-0' ? { ms: 0, seq: 0 } : old[pick % old.length]!);
         hub.close();
         assert.deepEqual(
           stream.ids(),

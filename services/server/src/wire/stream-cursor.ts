@@ -93,8 +93,8 @@ export function decodeCursor(text: string): Map<number, EventId> | null {
 
 /**
  * Where each of `names` resumes from a Last-Event-ID (null: none given): its position as
- * `<ms>-<seq>` (channels the cursor does not hold start live), or `malformed` when the text is not
- * a cursor of this version.
+ * `<ms>-<seq>` (channels the cursor does not hold start live; `0-0` starts every channel from the
+ * oldest event held), or `malformed` when the text is not a cursor of this version.
  */
 export function resumePositions(
   names: readonly string[],
@@ -102,6 +102,11 @@ export function resumePositions(
 ): { positions: Map<string, string>; malformed: boolean } {
   const positions = new Map<string, string>();
   if (lastEventId === null) return { positions, malformed: false };
+  // 0-0, "nothing seen yet" on a channel, means the same for every channel of the stream.
+  if (lastEventId.trim() === '0-0') {
+    for (const name of names) positions.set(name, '0-0');
+    return { positions, malformed: false };
+  }
   const cursor = decodeCursor(lastEventId.trim());
   if (cursor === null) return { positions, malformed: true };
   for (const name of names) {

@@ -331,7 +331,10 @@ describe('server metrics', () => {
       assert.ok(!values.some((x) => x.includes(secret)), `a label value holds ${secret}`);
     }
     const allowed: Record<string, string[]> = {
-      route: ['/sse/test', CHANNEL, PUBLISH, '/metrics', '/healthz', '/readyz', 'unmatched'],
+      route: [
+        ...['/sse/test', CHANNEL, PUBLISH, '/metrics', '/healthz', '/readyz', 'unmatched'],
+        '/sse/streams', // the several-channel route (issue 22)
+      ],
       reason: [
         ...['max_connections', 'per_ip_limit', 'unauthorized', 'bad_request'],
         // sse_stream_ends_total and sse_auth_failures_total: fixed lists too.
@@ -566,7 +569,7 @@ describe('a real Prometheus scrapes the server', () => {
       assert.ok(p99 > 0 && p99 <= 5, `p99 fan-out ${p99}`);
       const active = await p.query(PROMQL.activeStreams);
       const byRoute = Object.fromEntries(active.map((s) => [s.metric.route, s.value[1]]));
-      assert.deepEqual(byRoute, { '/sse/test': '0', [CHANNEL]: '1' });
+      assert.deepEqual(byRoute, { '/sse/test': '0', [CHANNEL]: '1', '/sse/streams': '0' });
     } finally {
       publishing = false;
       await traffic;

@@ -57,6 +57,7 @@ const FIXED_FIGURES = [
   'delivery_p50_ms',
   'delivery_p99_ms',
   'server_cpu_per_delivery_ms',
+  'bytes_per_delivery',
   'lost',
   'duplicated',
   'out_of_order',
@@ -86,6 +87,7 @@ const FIXED_COLUMNS = [
   'delivery p50',
   'delivery p99',
   'server CPU/delivery',
+  'bytes/delivery',
   'lost/dup/order/corrupt',
   'harness loop p99',
   'worker CPU',
@@ -182,6 +184,7 @@ function capacityRow(server: string, c: Figures, ceiling: number | null): string
 }
 
 function fixedRow(server: string, n: number, rate: number, perStream: number, f: Figures) {
+  const bytes = f.bytes_per_delivery;
   return [
     server,
     perStream > 1 ? `${n} x ${perStream} ch x ${rate}/s` : `${n} x ${rate}/s`,
@@ -191,6 +194,7 @@ function fixedRow(server: string, n: number, rate: number, perStream: number, f:
     formatFigure('x_ms', f.delivery_p50_ms),
     formatFigure('x_ms', f.delivery_p99_ms),
     formatFigure('x_ms', f.server_cpu_per_delivery_ms),
+    bytes === null || bytes === undefined ? 'n/a' : `${bytes.toFixed(0)} B`,
     `${f.lost}/${f.duplicated}/${f.out_of_order}/${f.corrupted}`,
     formatFigure('x_ms', f.harness_event_loop_p99_max_ms),
     formatFigure('x_pct', f.harness_worker_cpu_max_pct),
@@ -331,7 +335,7 @@ function printTables(tally: Tally, run: BenchRun, receiverBound: string[]): void
   );
   for (const line of receiverBound) print(line);
   print(
-    `\nFixed fan-out points (publish latency: request -> 202; delivery: publish -> subscriber; receiver: ${run.receiver})`,
+    `\nFixed fan-out points (publish latency: request -> 202; delivery: publish -> subscriber; bytes/delivery: the server's SSE bytes written over deliveries; receiver: ${run.receiver})`,
   );
   print(textTable(FIXED_COLUMNS, tally.fixedRows));
   print('\n/sse/test?count=10&interval_ms=0, 100 connections (autocannon)');

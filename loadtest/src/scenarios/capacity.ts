@@ -163,6 +163,7 @@ function capacityFigures(
     capacity_delivery_p99_ms: g?.delivery_p99_ms ?? null,
     capacity_publish_p99_ms: g?.publish_latency_p99_ms ?? null,
     capacity_server_cpu_per_delivery_ms: g?.server_cpu_per_delivery_ms ?? null,
+    capacity_bytes_per_delivery: g?.bytes_per_delivery ?? null,
     first_unsustained_rate_per_s: bad?.rate ?? null,
     capacity_harness_event_loop_p99_max_ms: g?.harness_event_loop_p99_max_ms ?? null,
     lost: points.reduce((n, p) => n + p.result.lost, 0),

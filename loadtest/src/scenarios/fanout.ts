@@ -3,8 +3,8 @@
 // publisher process publishes open-loop at a fixed rate. Every event's data carries its publish
 // time and a sequence number: the workers measure delivery latency and count each subscriber's
 // events by sequence number (lost, duplicated), check the order of the server's event ids and the
-// data's shape (out of order, corrupted). The server's fan-out histogram, CPU and memory come from
-// each target's /metrics. With `channelsPerStream` N > 1 every subscriber reads
+// data's shape (out of order, corrupted). The server's fan-out histogram, CPU, bytes written and
+// memory come from each target's /metrics. With `channelsPerStream` N > 1 every subscriber reads
 // ONE stream /sse/streams over the channels `<channel>.0` .. `<channel>.<N-1>`, and `rate` is per
 // channel: each stream receives rate x N events per second (fanout/rig.ts).
 import { SingleBar } from 'cli-progress';
@@ -90,6 +90,7 @@ export function stepFigures(
   after: (Samples | null)[],
 ): Figures {
   const cpu = sumDelta(before, after, 'process_cpu_seconds_total');
+  const bytes = sumDelta(before, after, 'sse_bytes_sent_total');
   const fanoutCount = sumDelta(before, after, 'sse_fanout_duration_seconds_count');
   const fanoutSum = sumDelta(before, after, 'sse_fanout_duration_seconds_sum');
   const ms = (s: number | null) => (s === null ? null : s * 1000);
@@ -125,6 +126,9 @@ export function stepFigures(
     // same denominator for any server, whatever its own metrics).
     server_cpu_per_delivery_ms:
       cpu !== null && r.deliveries > 0 ? (cpu * 1000) / r.deliveries : null,
+    // SSE bytes the server wrote (events, ids, heartbeats; not the HTTP chunk framing) over the
+    // deliveries counted: what one delivery costs on the wire.
+    bytes_per_delivery: bytes !== null && r.deliveries > 0 ? bytes / r.deliveries : null,
     server_rss_after_bytes: sumSample(after, 'process_resident_memory_bytes'),
     harness_publisher_cpu_pct: r.publish.load.cpuPct,
     harness_publisher_event_loop_p99_ms: r.publish.load.eventLoopP99Ms,

@@ -20,6 +20,8 @@ export interface TargetSpec {
   name: string;
   /** Runs the byte-exact /sse/test stream check (better-sse frames events its own way). */
   stream: boolean;
+  /** Serves several-channel streams, /sse/streams (--channels-per-stream > 1): ours only. */
+  multiChannel: boolean;
   start: () => Promise<RunningTarget>;
 }
 
@@ -64,35 +66,43 @@ export function benchTargets(broker: Broker): TargetSpec[] {
     list.push({
       name: 'ours-memory',
       stream: true,
+      multiChannel: true,
       start: () => serverTarget('services/server/src/main.ts', { SSE_BROKER: 'memory' }),
     });
   }
-  if (broker !== 'memory') list.push({ name: 'ours-redis', stream: false, start: redisTarget });
+  if (broker !== 'memory') {
+    list.push({ name: 'ours-redis', stream: false, multiChannel: true, start: redisTarget });
+  }
   list.push(
     {
       name: CEILING,
       stream: false,
+      multiChannel: false,
       start: () =>
         serverTarget('loadtest/reference/direct-send-server.ts', { REFERENCE_MODE: 'coalesce' }),
     },
     {
       name: 'preframed',
       stream: true,
+      multiChannel: false,
       start: () => serverTarget('loadtest/reference/preframed-server.ts'),
     },
     {
       name: 'direct-send',
       stream: false,
+      multiChannel: false,
       start: () => serverTarget('loadtest/reference/direct-send-server.ts'),
     },
     {
       name: 'express-naive',
       stream: true,
+      multiChannel: false,
       start: () => serverTarget('loadtest/reference/express-naive-server.ts'),
     },
     {
       name: 'better-sse',
       stream: false,
+      multiChannel: false,
       start: () => serverTarget('loadtest/reference/better-sse-server.ts'),
     },
   );
@@ -107,6 +117,8 @@ export function urlTarget(url: string): TargetSpec {
   return {
     name: 'target',
     stream: true,
+    // Whatever it is: with --channels-per-stream > 1 its subscribers fail to open if it has none.
+    multiChannel: true,
     start: async () => ({
       base: url,
       stop: async () => {},

@@ -8,7 +8,9 @@
 // ceiling is a server that costs next to nothing per delivery: its capacity is what the receiving
 // side (--receiver client or raw) can take on this machine, and every server's capacity is shown
 // as a share of it: near 100 %, the receiver, not the server, was measured. With --url, only the
-// given server is measured.
+// given server is measured. With --channels-per-stream N > 1 every point (capacity and fixed)
+// reads N channels per stream at the rate per channel, and only our server is measured (the
+// references serve no /sse/streams).
 import { availableParallelism } from 'node:os';
 import {
   BENCH_TOKEN,
@@ -55,6 +57,7 @@ const FIXED_FIGURES = [
   'delivery_p50_ms',
   'delivery_p99_ms',
   'server_cpu_per_delivery_ms',
+  'bytes_per_delivery',
   'lost',
   'duplicated',
   'out_of_order',
@@ -84,6 +87,7 @@ const FIXED_COLUMNS = [
   'delivery p50',
   'delivery p99',
   'server CPU/delivery',
+  'bytes/delivery',
   'lost/dup/order/corrupt',
   'harness loop p99',
   'worker CPU',
@@ -102,6 +106,8 @@ export interface BenchOptions {
   workers?: number;
   p99TargetMs: number;
   receiver: Receiver;
+  /** Channels per subscriber's stream (default 1); rates are per channel. */
+  channelsPerStream?: number;
   /** The fixed points are `subscribers` x each rate (default FIXED). */
   rates?: number[];
   /** Only these servers (bench-targets.ts names). */
@@ -177,16 +183,18 @@ function capacityRow(server: string, c: Figures, ceiling: number | null): string
   ];
 }
 
-function fixedRow(server: string, n: number, rate: number, f: Figures): string[] {
+function fixedRow(server: string, n: number, rate: number, perStream: number, f: Figures) {
+  const bytes = f.bytes_per_delivery;
   return [
     server,
-    `${n} x ${rate}/s`,
+    perStream > 1 ? `${n} x ${perStream} ch x ${rate}/s` : `${n} x ${rate}/s`,
     formatFigure('x_per_s', f.publish_achieved_per_s),
     formatFigure('x_ms', f.publish_latency_p50_ms),
     formatFigure('x_ms', f.publish_latency_p99_ms),
     formatFigure('x_ms', f.delivery_p50_ms),
     formatFigure('x_ms', f.delivery_p99_ms),
     formatFigure('x_ms', f.server_cpu_per_delivery_ms),
+    bytes === null || bytes === undefined ? 'n/a' : `${bytes.toFixed(0)} B`,
     `${f.lost}/${f.duplicated}/${f.out_of_order}/${f.corrupted}`,
     formatFigure('x_ms', f.harness_event_loop_p99_max_ms),
     formatFigure('x_pct', f.harness_worker_cpu_max_pct),
@@ -204,6 +212,7 @@ async function measureCapacity(name: string, base: string, run: BenchRun, tally:
     subscribers: run.subscribers,
     workers: run.workers,
     receiver: run.receiver,
+    channelsPerStream: run.channelsPerStream,
     p99TargetMs: run.p99TargetMs,
     startRate: 20,
     maxRate: 20_000,
@@ -226,7 +235,9 @@ async function measureFixedPoint(
   run: BenchRun,
   tally: Tally,
 ) {
-  log(`== ${name}: fan-out ${n} x ${rate}/s`);
+  const perStream = run.channelsPerStream ?? 1;
+  const channels = perStream > 1 ? ` (${perStream} channels per stream, rate per channel)` : '';
+  log(`== ${name}: fan-out ${n} x ${rate}/s${channels}`);
   const r = await runFanout({
     ...run.config.fanout,
     bases: [base],
@@ -237,6 +248,7 @@ async function measureFixedPoint(
     connections: 16,
     workers: run.workers,
     receiver: run.receiver,
+    channelsPerStream: perStream,
     token: run.token,
     progress: run.progress,
   });
@@ -244,7 +256,7 @@ async function measureFixedPoint(
   copyFigures(tally.figures, key, r.figures, FIXED_FIGURES);
   if (name.startsWith('ours') && n === 5000 && !tally.series) tally.series = r.series;
   noteRun(tally, key, r);
-  tally.fixedRows.push(fixedRow(name, n, rate, r.figures));
+  tally.fixedRows.push(fixedRow(name, n, rate, perStream, r.figures));
 }
 
 async function measureStream(name: string, base: string, run: BenchRun, tally: Tally) {
@@ -306,8 +318,13 @@ function ceilingShares(tally: Tally): string[] {
 /** The three tables on stdout, then every warning on stderr. */
 function printTables(tally: Tally, run: BenchRun, receiverBound: string[]): void {
   const print = (s: string) => process.stdout.write(`${s}\n`);
+  const perStream = run.channelsPerStream ?? 1;
+  const streams =
+    perStream > 1
+      ? `, each one stream of ${perStream} channels (events/s and rates per channel)`
+      : '';
   print(
-    `\nCapacity: highest publish rate with delivery p99 <= ${run.p99TargetMs} ms, ${run.subscribers} subscribers, nothing lost (receiver: ${run.receiver})`,
+    `\nCapacity: highest publish rate with delivery p99 <= ${run.p99TargetMs} ms, ${run.subscribers} subscribers${streams}, nothing lost (receiver: ${run.receiver})`,
   );
   const ceiling = ceilingOf(tally);
   print(
@@ -318,7 +335,7 @@ function printTables(tally: Tally, run: BenchRun, receiverBound: string[]): void
   );
   for (const line of receiverBound) print(line);
   print(
-    `\nFixed fan-out points (publish latency: request -> 202; delivery: publish -> subscriber; receiver: ${run.receiver})`,
+    `\nFixed fan-out points (publish latency: request -> 202; delivery: publish -> subscriber; bytes/delivery: the server's SSE bytes written over deliveries; receiver: ${run.receiver})`,
   );
   print(textTable(FIXED_COLUMNS, tally.fixedRows));
   print('\n/sse/test?count=10&interval_ms=0, 100 connections (autocannon)');
@@ -336,6 +353,7 @@ function benchReport(specs: TargetSpec[], run: BenchRun, tally: Tally, startedAt
       capacity_subscribers: run.subscribers,
       p99_target_ms: run.p99TargetMs,
       receiver: run.receiver,
+      channels_per_stream: run.channelsPerStream ?? 1,
       fixed: fixedPoints(run)
         .map(([n, r]) => `${n}x${r}`)
         .join(' '),
@@ -376,7 +394,8 @@ function benchExitCode(tally: Tally, servers: number): number {
 }
 
 export async function runBench(options: BenchOptions): Promise<number> {
-  const all = benchTargets(options.broker);
+  const multi = (options.channelsPerStream ?? 1) > 1;
+  const all = benchTargets(options.broker).filter((t) => !multi || t.multiChannel);
   const chosen = options.servers ? all.filter((t) => options.servers!.includes(t.name)) : all;
   const specs = options.urls.length > 0 ? [urlTarget(options.urls[0]!)] : chosen;
   const run: BenchRun = {

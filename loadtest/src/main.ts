@@ -15,7 +15,7 @@ import { ConfigError } from '../../services/shared/config-file.ts';
 import { runBench } from './bench.ts';
 import { type Broker, benchTargets } from './bench-targets.ts';
 import { type LoadtestConfig, loadLoadtestConfig } from './config.ts';
-import { RECEIVERS, type Receiver } from './fanout/rig.ts';
+import { MAX_CHANNELS_PER_STREAM, RECEIVERS, type Receiver } from './fanout/rig.ts';
 import { green, log, red, yellow } from './output.ts';
 import { renderComparison } from './report/chart.ts';
 import { compareReports, readReport } from './report/compare.ts';
@@ -44,6 +44,7 @@ type Scenario = (typeof SCENARIOS)[number];
 
 export const USAGE = `usage: npm run loadtest -- --scenario <stream|fanout|connections|capacity|storm> [options]
        npm run bench:fanout -- [--broker memory|redis|both] [--subscribers N] [--receiver raw]
+                               [--channels-per-stream N]
        npm run loadtest -- --scenario storm --bench [--broker memory|redis|both] [--subscribers N]
 
   --scenario NAME       stream | fanout | connections | capacity | storm
@@ -51,7 +52,8 @@ export const USAGE = `usage: npm run loadtest -- --scenario <stream|fanout|conne
                         round-robin, /metrics read from each). Default: config/loadtest.yaml or
                         LOADTEST_URL (http://127.0.0.1:24856); storm: http:// only
   --subscribers N       fanout, capacity, connections, storm: open streams
-  --rate R              fanout: events published per second (open loop); capacity: first step
+  --rate R              fanout: events published per second per channel (open loop); capacity:
+                        first step
   --duration S          seconds measured (stream, fanout; capacity: per step)
   --warmup S            fanout, capacity: seconds published before measuring (default 1)
   --connections N       stream: concurrent connections; fanout, capacity: publishes in flight at most
@@ -59,6 +61,12 @@ export const USAGE = `usage: npm run loadtest -- --scenario <stream|fanout|conne
                         1 per CPU, at least 1 per 15000)
   --receiver KIND       fanout, capacity, fan-out bench: client (default: the project's client
                         library) | raw (raw sockets: HTTP/1.1 chunked + SSE framing only; http://)
+  --channels-per-stream N
+                        fanout, capacity, fan-out bench: 1 to ${MAX_CHANNELS_PER_STREAM} (default 1: /sse/channels/<channel>).
+                        N > 1: channels <channel>.0 .. <channel>.<N-1>, every subscriber reads ONE
+                        stream /sse/streams over all N; --rate (and capacity's rates) are per
+                        channel, so each stream receives rate x N events/s (publish_offered_per_s
+                        is rate x N); the bench then measures only our server
   --history K           storm: events each subscriber must replay (K+1 are published; default 1000)
   --event-bytes B       storm: about B bytes of data per event (default 1024)
   --timeout S           storm: subscribers not served S seconds after the storm began are not
@@ -123,6 +131,10 @@ function brokerFlag(raw: string | undefined, bench: boolean): Broker {
 
 /** Every server the fan-out bench knows, whatever the broker (--servers names them). */
 const SERVER_NAMES = benchTargets('both').map((t) => t.name);
+/** Those that serve several-channel streams (--channels-per-stream > 1). */
+const MULTI_CHANNEL_SERVERS = benchTargets('both')
+  .filter((t) => t.multiChannel)
+  .map((t) => t.name);
 
 /** Flags the bench does not take: it sets its own rates, durations and reports. */
 const NOT_WITH_BENCH = [
@@ -220,6 +232,27 @@ function receiverFlag(raw: string | undefined, scenario: Scenario, urls: string[
   return raw as Receiver;
 }
 
+/** --channels-per-stream: 1 to MAX_CHANNELS_PER_STREAM, with fanout or capacity only. */
+function channelsPerStreamFlag(raw: string | undefined, scenario: Scenario): number {
+  const n = integerFlag('--channels-per-stream', raw, 1, MAX_CHANNELS_PER_STREAM);
+  if (n === undefined) return 1;
+  if (scenario !== 'fanout' && scenario !== 'capacity') {
+    throw new UsageError('--channels-per-stream goes with --scenario fanout or capacity');
+  }
+  return n;
+}
+
+/** Several channels per stream: only servers that serve /sse/streams (ours). */
+function multiChannelServers(servers: string[] | undefined, channelsPerStream: number): void {
+  if (servers === undefined || channelsPerStream === 1) return;
+  const other = servers.find((name) => !MULTI_CHANNEL_SERVERS.includes(name));
+  if (other !== undefined) {
+    throw new UsageError(
+      `--servers: ${other} serves no /sse/streams: --channels-per-stream ${channelsPerStream} measures ours only`,
+    );
+  }
+}
+
 /** Flags storm does not take: it publishes its history in batches, then only connects. */
 const NOT_WITH_STORM = [
   'connections',
@@ -274,6 +307,7 @@ function parse(argv: string[]) {
     history: { type: 'string' },
     'event-bytes': { type: 'string' },
     receiver: { type: 'string' },
+    'channels-per-stream': { type: 'string' },
     rates: { type: 'string' },
     servers: { type: 'string' },
     timeout: { type: 'string' },
@@ -295,9 +329,10 @@ function parse(argv: string[]) {
   stormFlags(values, scenario, urls);
   fanoutBenchFlags(values, scenario, Boolean(values.bench));
   const receiver = receiverFlag(values.receiver, scenario, urls);
+  const channelsPerStream = channelsPerStreamFlag(values['channels-per-stream'], scenario);
   const broker = brokerFlag(values.broker, Boolean(values.bench));
   const thresholds = thresholdFlags(values.threshold);
-  return {
+  const args = {
     help: Boolean(values.help),
     scenario,
     urls,
@@ -316,6 +351,7 @@ function parse(argv: string[]) {
     thresholds,
     broker,
     receiver,
+    channelsPerStream,
     rates: ratesFlag(values.rates),
     servers: serversFlag(values.servers, broker),
     out: values.out,
@@ -324,6 +360,8 @@ function parse(argv: string[]) {
     bench: Boolean(values.bench),
     progress: !values['no-progress'],
   };
+  multiChannelServers(args.servers, channelsPerStream);
+  return args;
 }
 
 /** One clear line when the target cannot be reached at all. */
@@ -351,6 +389,7 @@ function fanoutSettings(args: Args, config: LoadtestConfig, bases: string[]) {
     subscribers,
     workers: args.workers,
     receiver: args.receiver,
+    channelsPerStream: args.channelsPerStream,
     warmup: args.warmup ?? config.fanout.warmup,
     token: config.token,
   };
@@ -525,6 +564,7 @@ async function main(argv: string[]): Promise<number> {
       workers: args.workers,
       p99TargetMs: args.p99TargetMs,
       receiver: args.receiver,
+      channelsPerStream: args.channelsPerStream,
       rates: args.rates,
       servers: args.servers,
     });

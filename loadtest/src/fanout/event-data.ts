@@ -19,39 +19,39 @@ export const publishTime = (data: string): number => field(data, TS_KEY);
 export const sequenceNumber = (data: string): number => field(data, SEQ_KEY);
 
 const SEQ_KEY_BYTES = Buffer.from(SEQ_KEY);
+const TS_KEY_BYTES = Buffer.from(TS_KEY);
+const DOT = 46;
 
-/** The sequence number in data read as bytes (the storm's receivers): the digits, or NaN. */
-export function sequenceNumberIn(data: Buffer): number {
-  const at = data.indexOf(SEQ_KEY_BYTES);
-  if (at < 0) return Number.NaN;
+/** The digits after `key` in data[from, to) (bytes), or NaN. */
+export function integerAfter(data: Buffer, key: Buffer, from = 0, to = data.length): number {
+  const found = data.indexOf(key, from);
+  if (found < 0) return Number.NaN;
+  const at = found + key.length;
   let n = 0;
-  let i = at + SEQ_KEY_BYTES.length;
-  for (; i < data.length && i < at + SEQ_KEY_BYTES.length + 15; i++) {
+  let i = at;
+  for (; i < to && i < at + 15; i++) {
     const digit = data[i]! - 48;
     if (digit < 0 || digit > 9) break;
     n = n * 10 + digit;
   }
-  return i === at + SEQ_KEY_BYTES.length ? Number.NaN : n;
+  return i === at ? Number.NaN : n;
 }
 
-const TS_KEY_BYTES = Buffer.from(TS_KEY);
-const DOT = 46;
-
-/** The publish time in data read as bytes (the raw receiver): `"ts":<digits>[.<digits>]`, or NaN. */
-export function publishTimeIn(data: Buffer): number {
-  const at = data.indexOf(TS_KEY_BYTES);
-  if (at < 0) return Number.NaN;
-  let i = at + TS_KEY_BYTES.length;
-  const end = Math.min(data.length, i + 27);
+/** `<digits>[.<digits>]` after `key` in data[from, to) (bytes), or NaN. */
+export function decimalAfter(data: Buffer, key: Buffer, from = 0, to = data.length): number {
+  const found = data.indexOf(key, from);
+  if (found < 0) return Number.NaN;
+  let i = found + key.length;
+  const end = Math.min(to, i + 27);
   let whole = 0;
-  const from = i;
+  const start = i;
   for (; i < end; i++) {
     const digit = data[i]! - 48;
     if (digit < 0 || digit > 9) break;
     whole = whole * 10 + digit;
   }
-  if (i === from) return Number.NaN;
-  if (data[i] !== DOT) return whole;
+  if (i === start) return Number.NaN;
+  if (i >= end || data[i] !== DOT) return whole;
   let fraction = 0;
   let scale = 1;
   for (i++; i < end; i++) {
@@ -62,6 +62,12 @@ export function publishTimeIn(data: Buffer): number {
   }
   return whole + fraction / scale;
 }
+
+/** The sequence number in data read as bytes (the storm's receivers): the digits, or NaN. */
+export const sequenceNumberIn = (data: Buffer): number => integerAfter(data, SEQ_KEY_BYTES);
+
+/** The publish time in data read as bytes (the raw receiver): `"ts":<digits>[.<digits>]`, or NaN. */
+export const publishTimeIn = (data: Buffer): number => decimalAfter(data, TS_KEY_BYTES);
 
 /**
  * How the publisher's data starts and ends for a pad of `payloadBytes`: `{"ts":` and

@@ -5,12 +5,16 @@
 // the server in any order), and events whose data is not the publisher's shape (corrupted); per
 // worker the delivery latency histogram and deliveries per second. Also the IPC loop both workers
 // share: `measure`, `count` and `collect` are answered here, `open` and `close` by the receiver.
+// Several-channel streams (`--channels-per-stream N` > 1, deliverOnChannel): every stream gets
+// every seq, so lost and duplicated are counted by seq as on one channel; out of order is counted
+// per channel, by each channel's own position in the stream's cursor (see deliverOnChannel).
 import * as hdr from 'hdr-histogram-js';
 import { type DataShape, dataShape, type IdOrder, orderOfId } from './event-data.ts';
 import { newLatencyHistogram } from './histogram.ts';
 import { LoadMonitor } from './load-monitor.ts';
-import type { WorkerReply, WorkerRequest, WorkerStats } from './protocol.ts';
+import type { StreamChannelsSpec, WorkerReply, WorkerRequest, WorkerStats } from './protocol.ts';
 import { SeqTracker } from './seq-tracker.ts';
+import { CursorReader, channelHash, streamChannelNames } from './stream-envelope.ts';
 
 export interface LedgerSubscriber {
   seqs: SeqTracker;
@@ -22,6 +26,18 @@ export interface LedgerSubscriber {
   /** The highest event id received so far (-1: none, or ids that cannot be ordered). */
   lastMs: number;
   lastSeq: number;
+  /** Several-channel streams: per channel, the highest position received (ms, seq; -1: none). */
+  channelOrder: Float64Array | null;
+}
+
+/** The channels of the workers' several-channel streams (null: one channel, its own route). */
+export interface StreamChannels {
+  prefix: string;
+  names: string[];
+  /** Each channel's hash, as the cursor names it. */
+  hashes: number[];
+  /** Index by name (the client library hands out the name). */
+  byName: Map<string, number>;
 }
 
 const scratch: IdOrder = { ms: 0, seq: 0 };
@@ -38,6 +54,24 @@ export class DeliveryLedger {
   private lastArrival: number | null = null;
   /** The data's shape for the step's pad (null before the first `measure`: not checked). */
   shape: DataShape | null = null;
+  /** Several-channel streams (set before `open`); null: each subscriber reads one channel. */
+  streams: StreamChannels | null = null;
+  private readonly cursors = new CursorReader();
+
+  /** The streams' channels, before any subscriber is added. */
+  useStreams(spec: StreamChannelsSpec | null): void {
+    if (spec === null) {
+      this.streams = null;
+      return;
+    }
+    const names = streamChannelNames(spec.prefix, spec.count);
+    this.streams = {
+      prefix: spec.prefix,
+      names,
+      hashes: names.map(channelHash),
+      byName: new Map(names.map((n, i) => [n, i])),
+    };
+  }
 
   add(): LedgerSubscriber {
     const sub: LedgerSubscriber = {
@@ -48,6 +82,8 @@ export class DeliveryLedger {
       opened: false,
       lastMs: -1,
       lastSeq: -1,
+      channelOrder:
+        this.streams === null ? null : new Float64Array(this.streams.names.length * 2).fill(-1),
     };
     this.subscribers.push(sub);
     return sub;
@@ -77,6 +113,57 @@ export class DeliveryLedger {
         sub.lastSeq = scratch.seq;
       }
     }
+    this.record(sub, seq, ts, intact, now);
+  }
+
+  /**
+   * One event of a several-channel stream: `channel` the index of the channel its envelope names
+   * (-1: no envelope of the stream's channels: corrupted), `cursor` its id. The order of events
+   * across channels is not defined (each channel has its own ids), and by seq it is not defined
+   * even within a channel (concurrent publishes reach the server in any order); so out of order
+   * is counted per channel, by the channel's own id: its position in the cursor, which must not
+   * go back from the highest this subscriber has of that channel. A cursor without the channel
+   * (or unreadable) is corrupted.
+   */
+  deliverOnChannel(
+    sub: LedgerSubscriber,
+    channel: number,
+    seq: number,
+    ts: number,
+    intact: boolean,
+    cursor: string | undefined,
+    now: number,
+  ): void {
+    const streams = this.streams!;
+    if (channel < 0) {
+      sub.corrupted++;
+      this.error('bad_envelope');
+      return;
+    }
+    if (cursor === undefined || !this.cursors.read(cursor, streams.hashes[channel]!, scratch)) {
+      sub.corrupted++;
+      this.error('unreadable_cursor');
+      return;
+    }
+    const order = sub.channelOrder!;
+    const at = channel * 2;
+    if (scratch.ms < order[at]! || (scratch.ms === order[at] && scratch.seq < order[at + 1]!)) {
+      sub.outOfOrder++;
+    } else {
+      order[at] = scratch.ms;
+      order[at + 1] = scratch.seq;
+    }
+    this.record(sub, seq, ts, intact, now);
+  }
+
+  /** The event's seq (lost, duplicated) and, when measured, its delivery latency. */
+  private record(
+    sub: LedgerSubscriber,
+    seq: number,
+    ts: number,
+    intact: boolean,
+    now: number,
+  ): void {
     if (!intact || !Number.isInteger(seq)) {
       sub.corrupted++;
       if (!Number.isInteger(seq)) this.error('bad_event_data');
@@ -177,7 +264,10 @@ export interface Receiver {
  */
 export function serveWorker(ledger: DeliveryLedger, receiver: Receiver, name: string): void {
   const handle = async (req: WorkerRequest): Promise<WorkerReply> => {
-    if (req.type === 'open') return receiver.open(req.urls);
+    if (req.type === 'open') {
+      ledger.useStreams(req.streams);
+      return receiver.open(req.urls);
+    }
     if (req.type === 'close') {
       await receiver.close();
       ledger.stop();

@@ -8,8 +8,17 @@ export interface ProcessLoad {
   cpuPct: number;
 }
 
+/**
+ * Several-channel streams (`--channels-per-stream N` > 1): every URL is /sse/streams over the
+ * channels `<prefix>0` .. `<prefix><count-1>`; null: each URL is one channel's own route.
+ */
+export interface StreamChannelsSpec {
+  prefix: string;
+  count: number;
+}
+
 export type WorkerRequest =
-  | { type: 'open'; urls: string[] }
+  | { type: 'open'; urls: string[]; streams: StreamChannelsSpec | null }
   /** A step starts: latency is recorded for events published from `fromTs` (epoch ms) on. */
   | { type: 'measure'; fromTs: number; payloadBytes: number }
   | { type: 'count'; from: number; to: number }
@@ -30,7 +39,10 @@ export interface WorkerStats {
   expected: number;
   lost: number;
   duplicated: number;
-  /** Events whose server id was lower than one the subscriber had received before. */
+  /**
+   * Events whose server id was lower than one the subscriber had received before (several-channel
+   * streams: lower than one of the same channel, read off the cursor).
+   */
   outOfOrder: number;
   /** Events whose data was not the publisher's (a wrong byte, unreadable seq). */
   corrupted: number;
@@ -47,8 +59,10 @@ export interface WorkerStats {
 export interface PublishRequest {
   type: 'publish';
   urls: string[];
-  channel: string;
+  /** Seq n goes to channels[n % channels.length] (round-robin: each gets rate / length per s). */
+  channels: string[];
   token: string;
+  /** Publishes per second, all channels together. */
   rate: number;
   warmupMs: number;
   durationMs: number;

@@ -2,7 +2,9 @@
 // due at startAt + (seq - startSeq) / rate and is sent then, whether or not earlier publishes
 // were answered. At most `concurrency` publishes are in flight; a publish due while that many are
 // pending is skipped (and counted), so a slow server or a slow harness shows up as an achieved
-// rate below the offered one instead of a silently stretched schedule.
+// rate below the offered one instead of a silently stretched schedule. With several channels
+// (`--channels-per-stream N`), `rate` is all channels' together and seq n goes to channel n % N:
+// round-robin, so the publishes due in a tick are spread over the channels and each gets rate / N.
 
 import * as hdr from 'hdr-histogram-js';
 import { Pool } from 'undici';
@@ -66,14 +68,15 @@ function sender(
   const pad = 'x'.repeat(req.payloadBytes);
   const headers: Record<string, string> = { 'content-type': 'application/json' };
   if (req.token) headers.authorization = `Bearer ${req.token}`;
-  const path = `/channels/${encodeURIComponent(req.channel)}/events`;
+  const paths = req.channels.map((c) => `/channels/${encodeURIComponent(c)}/events`);
   return (seq) => {
     const started = performance.now();
     const ts = performance.timeOrigin + started;
-    const pool = pools[seq % pools.length]!;
+    // Each channel's publishes alternate over the targets (seq % targets with one channel).
+    const pool = pools[Math.floor(seq / paths.length) % pools.length]!;
     const p = pool
       .request({
-        path,
+        path: paths[seq % paths.length]!,
         method: 'POST',
         headers,
         body: JSON.stringify({ data: eventData(ts, seq, pad) }),

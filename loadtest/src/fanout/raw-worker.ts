@@ -3,7 +3,9 @@
 // (HTTP/1.1 chunked framing) and raw/sse-reader.ts (SSE lines as bytes), just enough to take each
 // event's id, seq and ts and check its data's shape: what wrk is to a browser. No reconnection (the
 // client-library receiver does none either); a stream that ends or breaks counts its reason as an
-// error, and the events it then misses as lost. Arrival time is read once per socket read.
+// error, and the events it then misses as lost. Arrival time is read once per socket read. On
+// several-channel streams (/sse/streams) each event's data is the envelope, read as bytes by
+// stream-envelope.ts (the channel, and seq and ts inside the escaped inner data).
 import net from 'node:net';
 import { HttpFramingError, HttpResponseParser } from '../raw/http-response.ts';
 import { eventStreamRequest, type RawTarget, rawTarget } from '../raw/request.ts';
@@ -11,12 +13,15 @@ import { SseReader } from '../raw/sse-reader.ts';
 import { intactBytes, publishTimeIn, sequenceNumberIn } from './event-data.ts';
 import { DeliveryLedger, type LedgerSubscriber, serveWorker } from './ledger.ts';
 import type { WorkerReply } from './protocol.ts';
+import { EnvelopeReader } from './stream-envelope.ts';
 
 /** A subscriber not open (status and headers read) this long after its connect counts as failed. */
 const OPEN_TIMEOUT_MS = 30_000;
 
 const ledger = new DeliveryLedger();
 const streams: RawStream[] = [];
+/** Reads the envelopes of several-channel streams (one for the worker: events come one by one). */
+let envelopes: EnvelopeReader | null = null;
 
 class RawStream {
   private readonly sub: LedgerSubscriber;
@@ -73,6 +78,12 @@ class RawStream {
       return;
     }
     const shape = ledger.shape;
+    if (envelopes !== null) {
+      const e = envelopes;
+      e.read(data, shape);
+      ledger.deliverOnChannel(this.sub, e.channel, e.seq, e.ts, e.intact, this.lastId, this.now);
+      return;
+    }
     const intact = shape === null || intactBytes(data, shape);
     ledger.deliver(
       this.sub,
@@ -110,6 +121,8 @@ class RawStream {
 const OPEN_BATCH = 250;
 
 async function open(urls: string[]): Promise<WorkerReply> {
+  const spec = ledger.streams;
+  envelopes = spec === null ? null : new EnvelopeReader(spec.prefix, spec.names.length);
   const requests = new Map<string, { target: RawTarget; request: Buffer }>();
   const opening: Promise<boolean>[] = [];
   for (let i = 0; i < urls.length; i += OPEN_BATCH) {

@@ -2,6 +2,10 @@
 // target URLs), one publisher process, and the figures of each publishing step merged here
 // (HDR histograms added up, deliveries per second summed per epoch second). The workers read with
 // the project's client library (worker.ts) or with raw sockets (raw-worker.ts): `receiver`.
+// With `channelsPerStream` N > 1 the channels are `<channel>.0` .. `<channel>.<N-1>`, every
+// subscriber opens ONE stream /sse/streams over all N, and a step's `rate` is per channel: the
+// publisher publishes rate x N per second, round-robin over the channels, so each stream receives
+// rate x N events per second; every stream expects every seq, as with one channel.
 import { availableParallelism } from 'node:os';
 import { fileURLToPath } from 'node:url';
 import { distribution, mergeEncoded, type Percentiles, percentiles } from './histogram.ts';
@@ -10,10 +14,12 @@ import type {
   ProcessLoad,
   PublishRequest,
   PublishResult,
+  StreamChannelsSpec,
   WorkerReply,
   WorkerRequest,
   WorkerStats,
 } from './protocol.ts';
+import { streamChannelNames } from './stream-envelope.ts';
 
 /** Which receiver the subscriber workers read with. */
 export const RECEIVERS = ['client', 'raw'] as const;
@@ -55,15 +61,39 @@ export function checkWorkerShare(subscribers: number, workers: number): void {
   }
 }
 
+/** Most channels one stream may carry (the server's limits.maxChannelsPerStream). */
+export const MAX_CHANNELS_PER_STREAM = 32;
+
 export interface RigOptions {
   bases: string[];
   channel: string;
   subscribers: number;
   workers: number;
   receiver: Receiver;
+  /** Channels each subscriber's stream carries (default 1: /sse/channels/<channel>). */
+  channelsPerStream?: number;
+}
+
+/** The several-channel streams' channels, or null for one channel on its own route. */
+export function streamChannels(channel: string, perStream: number): StreamChannelsSpec | null {
+  return perStream > 1 ? { prefix: `${channel}.`, count: perStream } : null;
+}
+
+/** The channels a rig publishes to: `channel`, or `<channel>.0` .. `<channel>.<N-1>`. */
+export function rigChannels(channel: string, perStream: number): string[] {
+  const spec = streamChannels(channel, perStream);
+  return spec === null ? [channel] : streamChannelNames(spec.prefix, spec.count);
+}
+
+/** The path every subscriber opens: one channel's route, or /sse/streams over all of them. */
+export function subscribePath(channel: string, perStream: number): string {
+  const channels = rigChannels(channel, perStream);
+  if (channels.length === 1) return `/sse/channels/${encodeURIComponent(channel)}`;
+  return `/sse/streams?${channels.map((c) => `channel=${encodeURIComponent(c)}`).join('&')}`;
 }
 
 export interface StepOptions {
+  /** Events per second per channel (the publisher sends this x the channels per stream). */
   rate: number;
   warmupMs: number;
   durationMs: number;
@@ -186,6 +216,11 @@ export class FanoutRig {
     this.options = options;
   }
 
+  /** Channels per subscriber's stream (1: its own route). */
+  get perStream(): number {
+    return this.options.channelsPerStream ?? 1;
+  }
+
   static async start(options: RigOptions): Promise<FanoutRig> {
     const rig = new FanoutRig(options);
     try {
@@ -199,17 +234,18 @@ export class FanoutRig {
 
   private async open(): Promise<void> {
     const { bases, channel, subscribers } = this.options;
+    const perStream = this.perStream;
     checkWorkerShare(subscribers, this.options.workers);
     const n = Math.min(this.options.workers, subscribers);
     const urls: string[][] = Array.from({ length: n }, () => []);
-    for (let i = 0; i < subscribers; i++) {
-      urls[i % n]!.push(`${bases[i % bases.length]}/sse/channels/${encodeURIComponent(channel)}`);
-    }
+    const path = subscribePath(channel, perStream);
+    for (let i = 0; i < subscribers; i++) urls[i % n]!.push(`${bases[i % bases.length]}${path}`);
+    const streams = streamChannels(channel, perStream);
     for (let i = 0; i < n; i++)
       this.workers.push(new IpcChild(WORKERS[this.options.receiver], `subscriber worker ${i}`));
     this.publisher = new IpcChild(PUBLISHER, 'publisher');
     const replies = await Promise.all(
-      this.workers.map((w, i) => w.request({ type: 'open', urls: urls[i]! })),
+      this.workers.map((w, i) => w.request({ type: 'open', urls: urls[i]!, streams })),
     );
     for (const r of replies) {
       if (r.type !== 'opened') continue;
@@ -228,7 +264,7 @@ export class FanoutRig {
   }
 
   /**
-   * One publishing step at `rate`; `forget` settles its seqs afterwards (capacity steps).
+   * One publishing step at `rate` per channel; `forget` settles its seqs afterwards (capacity).
    * `onTick` (every 500 ms while publishing): seconds elapsed, deliveries so far.
    */
   async step(
@@ -247,9 +283,9 @@ export class FanoutRig {
     const reply = await this.publisher!.request({
       type: 'publish',
       urls: this.options.bases,
-      channel: this.options.channel,
+      channels: rigChannels(this.options.channel, this.perStream),
       token: options.token,
-      rate: options.rate,
+      rate: options.rate * this.perStream,
       warmupMs: options.warmupMs,
       durationMs: options.durationMs,
       startSeq: this.nextSeq,

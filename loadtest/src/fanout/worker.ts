@@ -1,9 +1,15 @@
 // A subscriber worker with the client-library receiver (`--receiver client`, the default): a child
 // process of the fan-out coordinator that opens its share of the subscribers with the project's
 // client library (connectEventStream on one undici Agent, no reconnection) and hands every event
-// to the ledger (ledger.ts: seqs, order, shape, delivery latency).
+// to the ledger (ledger.ts: seqs, order, shape, delivery latency). On several-channel streams
+// (/sse/streams) the library unwraps the envelope itself: `channel` names the event's channel and
+// `data` is that channel's own data, read as on one channel.
 import { Agent } from 'undici';
-import { connectEventStream, type EventStreamHandle } from '../../../services/client/src/index.ts';
+import {
+  connectEventStream,
+  type EventStreamHandle,
+  type SseEvent,
+} from '../../../services/client/src/index.ts';
 import { intactData, publishTime, sequenceNumber } from './event-data.ts';
 import { DeliveryLedger, type LedgerSubscriber, serveWorker } from './ledger.ts';
 import type { WorkerReply } from './protocol.ts';
@@ -12,7 +18,8 @@ const ledger = new DeliveryLedger();
 const handles: EventStreamHandle[] = [];
 const agent = new Agent({ connections: null, pipelining: 1, connectTimeout: 30_000 });
 
-function onEvent(sub: LedgerSubscriber, event: string, id: string, data: string): void {
+function onEvent(sub: LedgerSubscriber, ev: SseEvent): void {
+  const { event, id, data } = ev;
   if (event !== 'message') {
     ledger.error(`event_${event}`);
     return;
@@ -20,7 +27,15 @@ function onEvent(sub: LedgerSubscriber, event: string, id: string, data: string)
   const now = performance.timeOrigin + performance.now();
   const shape = ledger.shape;
   const intact = shape === null || intactData(data, shape);
-  ledger.deliver(sub, sequenceNumber(data), publishTime(data), intact, id || undefined, now);
+  const seq = sequenceNumber(data);
+  const ts = publishTime(data);
+  const streams = ledger.streams;
+  if (streams === null) {
+    ledger.deliver(sub, seq, ts, intact, id || undefined, now);
+    return;
+  }
+  const channel = typeof ev.channel === 'string' ? (streams.byName.get(ev.channel) ?? -1) : -1;
+  ledger.deliverOnChannel(sub, channel, seq, ts, intact, id || undefined, now);
 }
 
 function openOne(url: string): Promise<boolean> {
@@ -42,7 +57,7 @@ function openOne(url: string): Promise<boolean> {
           resolve(false);
         }
       },
-      onEvent: (ev) => onEvent(sub, ev.event, ev.id, ev.data),
+      onEvent: (ev) => onEvent(sub, ev),
     });
     handles.push(handle);
   });

@@ -3,6 +3,9 @@
 // fails, then bisects between the last good and the first failing rate. A step the harness
 // limited (achieved < offered, or a worker's event loop lagging) counts as failed and is marked:
 // past that point the figure says what the harness could offer, not what the server could take.
+// With `channelsPerStream` N > 1 the rates stepped are per channel (each stream receives rate x N
+// events per second), and so is capacity_events_per_s (the achieved publishes per second over N);
+// capacity_deliveries_per_s counts every delivery.
 import type { FanoutRig, Receiver, StepResult } from '../fanout/rig.ts';
 import { log as stderrLog } from '../output.ts';
 import type { Figures, Report } from '../report/report.ts';
@@ -16,6 +19,8 @@ export interface CapacityOptions {
   workers?: number;
   /** What the workers read with (default `client`). */
   receiver?: Receiver;
+  /** Channels each subscriber's stream carries (default 1); the rates are per channel. */
+  channelsPerStream?: number;
   p99TargetMs: number;
   startRate: number;
   maxRate: number;
@@ -75,8 +80,9 @@ async function tryRate(
   const p99 = result.deliveryLatencyMs?.p99 ?? null;
   const why = unsustained(result, options.p99TargetMs);
   const point = { rate, result, figures, ok: why === '', why };
+  const per = rig.perStream > 1 ? ` per channel (${rig.perStream} per stream)` : '';
   log(
-    `  ${rate}/s x ${rig.opened}: p99 ${p99 === null ? 'n/a' : `${p99.toFixed(1)} ms`}, achieved ${result.publish.achievedPerS.toFixed(1)}/s, ${point.ok ? 'sustained' : `NOT sustained (${why})`}`,
+    `  ${rate}/s${per} x ${rig.opened}: p99 ${p99 === null ? 'n/a' : `${p99.toFixed(1)} ms`}, achieved ${result.publish.achievedPerS.toFixed(1)}/s, ${point.ok ? 'sustained' : `NOT sustained (${why})`}`,
   );
   return { point, after };
 }
@@ -142,6 +148,7 @@ function capacityWarnings(
 /** The figures at the highest sustained rate (`good`), and totals over every step. */
 function capacityFigures(
   opened: number,
+  perStream: number,
   points: Point[],
   good: Point | null,
   bad: Point | null,
@@ -150,11 +157,13 @@ function capacityFigures(
   const g = good?.figures;
   return {
     subscribers_open: opened,
-    capacity_events_per_s: good ? good.result.publish.achievedPerS : 0,
+    // Per channel, like the rates stepped (the publisher's achieved rate is all channels').
+    capacity_events_per_s: good ? good.result.publish.achievedPerS / perStream : 0,
     capacity_deliveries_per_s: g?.deliveries_per_s ?? 0,
     capacity_delivery_p99_ms: g?.delivery_p99_ms ?? null,
     capacity_publish_p99_ms: g?.publish_latency_p99_ms ?? null,
     capacity_server_cpu_per_delivery_ms: g?.server_cpu_per_delivery_ms ?? null,
+    capacity_bytes_per_delivery: g?.bytes_per_delivery ?? null,
     first_unsustained_rate_per_s: bad?.rate ?? null,
     capacity_harness_event_loop_p99_max_ms: g?.harness_event_loop_p99_max_ms ?? null,
     lost: points.reduce((n, p) => n + p.result.lost, 0),
@@ -202,7 +211,9 @@ export async function runCapacity(
       parameters: {
         subscribers: options.subscribers,
         p99_target_ms: options.p99TargetMs,
+        // Per channel; each stream receives the rate x channels_per_stream.
         start_rate_per_s: options.startRate,
+        channels_per_stream: rig.perStream,
         step_s: options.stepSeconds,
         warmup_s: options.warmup,
         publish_concurrency: options.connections,
@@ -210,7 +221,7 @@ export async function runCapacity(
         receiver: rig.options.receiver,
         channel,
       },
-      figures: capacityFigures(rig.opened, points, good, bad, limited),
+      figures: capacityFigures(rig.opened, rig.perStream, points, good, bad, limited),
       series: capacitySeries(points, good),
       warnings: capacityWarnings(rig, points, bad, limited, options.maxRate),
       harnessLimited: limited ? [bad!.why] : [],

@@ -3,8 +3,10 @@
 // publisher process publishes open-loop at a fixed rate. Every event's data carries its publish
 // time and a sequence number: the workers measure delivery latency and count each subscriber's
 // events by sequence number (lost, duplicated), check the order of the server's event ids and the
-// data's shape (out of order, corrupted). The server's fan-out histogram, CPU and memory come from
-// each target's /metrics.
+// data's shape (out of order, corrupted). The server's fan-out histogram, CPU, bytes written and
+// memory come from each target's /metrics. With `channelsPerStream` N > 1 every subscriber reads
+// ONE stream /sse/streams over the channels `<channel>.0` .. `<channel>.<N-1>`, and `rate` is per
+// channel: each stream receives rate x N events per second (fanout/rig.ts).
 import { SingleBar } from 'cli-progress';
 import {
   defaultWorkers,
@@ -35,6 +37,8 @@ export interface FanoutOptions {
   workers?: number;
   /** What the workers read with (default `client`, the project's client library). */
   receiver?: Receiver;
+  /** Channels each subscriber's stream carries (default 1); `rate` is per channel. */
+  channelsPerStream?: number;
   channel: string;
   payloadBytes: number;
   drainMs: number;
@@ -86,6 +90,7 @@ export function stepFigures(
   after: (Samples | null)[],
 ): Figures {
   const cpu = sumDelta(before, after, 'process_cpu_seconds_total');
+  const bytes = sumDelta(before, after, 'sse_bytes_sent_total');
   const fanoutCount = sumDelta(before, after, 'sse_fanout_duration_seconds_count');
   const fanoutSum = sumDelta(before, after, 'sse_fanout_duration_seconds_sum');
   const ms = (s: number | null) => (s === null ? null : s * 1000);
@@ -121,6 +126,9 @@ export function stepFigures(
     // same denominator for any server, whatever its own metrics).
     server_cpu_per_delivery_ms:
       cpu !== null && r.deliveries > 0 ? (cpu * 1000) / r.deliveries : null,
+    // SSE bytes the server wrote (events, ids, heartbeats; not the HTTP chunk framing) over the
+    // deliveries counted: what one delivery costs on the wire.
+    bytes_per_delivery: bytes !== null && r.deliveries > 0 ? bytes / r.deliveries : null,
     server_rss_after_bytes: sumSample(after, 'process_resident_memory_bytes'),
     harness_publisher_cpu_pct: r.publish.load.cpuPct,
     harness_publisher_event_loop_p99_ms: r.publish.load.eventLoopP99Ms,
@@ -178,32 +186,38 @@ export function stepOptions(settings: PublishSettings, rate: number, seconds: nu
   };
 }
 
+/** What the rig is opened with, from fanout's or capacity's options. */
+type RigSettings = Pick<
+  FanoutOptions,
+  'bases' | 'subscribers' | 'workers' | 'receiver' | 'channelsPerStream'
+>;
+
 /** The rig's options: the subscribers on `channel`, over `workers` (default: defaultWorkers). */
-function rigOptions(
-  options: Pick<FanoutOptions, 'bases' | 'subscribers' | 'workers' | 'receiver'>,
-  channel: string,
-): RigOptions {
+function rigOptions(options: RigSettings, channel: string): RigOptions {
   return {
     bases: options.bases,
     channel,
     subscribers: options.subscribers,
     workers: options.workers ?? defaultWorkers(options.subscribers),
     receiver: options.receiver ?? 'client',
+    channelsPerStream: options.channelsPerStream ?? 1,
   };
 }
 
-/** The subscribers on `channel`, spread over the worker processes, and the publisher. */
-export function openRig(
-  options: Pick<FanoutOptions, 'bases' | 'subscribers' | 'workers' | 'receiver'>,
-  channel: string,
-): Promise<FanoutRig> {
+/** The subscribers on `channel` (or its N channels), over the worker processes, and the publisher. */
+export function openRig(options: RigSettings, channel: string): Promise<FanoutRig> {
   return FanoutRig.start(rigOptions(options, channel));
 }
 
 /** The measured step, with a progress bar (seconds published, deliveries so far) when enabled. */
 async function publishStep(rig: FanoutRig, options: FanoutOptions): Promise<StepResult> {
+  const n = options.channelsPerStream ?? 1;
+  const rate =
+    n > 1
+      ? `${options.rate}/s on each of ${n} channels (${options.rate * n}/s)`
+      : `${options.rate}/s`;
   log(
-    `publishing ${options.rate}/s for ${options.warmup} s warm-up + ${options.duration} s (open loop, at most ${options.connections} in flight)`,
+    `publishing ${rate} for ${options.warmup} s warm-up + ${options.duration} s (open loop, at most ${options.connections} in flight)`,
   );
   const total = Math.ceil(options.warmup + options.duration);
   const bar = progressBar('publishing (s)', total, options.progress, '{deliveries} deliveries');
@@ -219,9 +233,13 @@ async function publishStep(rig: FanoutRig, options: FanoutOptions): Promise<Step
 }
 
 function fanoutParameters(options: FanoutOptions, rig: RigOptions): Report['parameters'] {
+  const perStream = rig.channelsPerStream ?? 1;
   return {
     subscribers: options.subscribers,
+    // Per channel; each stream receives rate x channels_per_stream events per second.
     rate_per_s: options.rate,
+    channels_per_stream: perStream,
+    events_per_stream_per_s: options.rate * perStream,
     duration_s: options.duration,
     warmup_s: options.warmup,
     publish_concurrency: options.connections,
@@ -239,8 +257,12 @@ export async function runFanout(
   const channel = `${options.channel}-${Date.now().toString(36)}`;
   const before = await scrapeAll(options.bases);
   const settings = rigOptions(options, channel);
+  const streams =
+    (settings.channelsPerStream ?? 1) > 1
+      ? `, each one stream of ${settings.channelsPerStream} channels`
+      : '';
   log(
-    `opening ${options.subscribers} subscribers over ${settings.workers} worker process(es), receiver ${settings.receiver}`,
+    `opening ${options.subscribers} subscribers${streams} over ${settings.workers} worker process(es), receiver ${settings.receiver}`,
   );
   const openStarted = performance.now();
   const rig = await FanoutRig.start(settings);

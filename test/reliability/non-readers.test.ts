@@ -16,7 +16,8 @@ import { pagesToMb, tcpMemPages } from '../helpers/sockstat.ts';
 import { eventually } from '../helpers/wait.ts';
 
 const skip = missingRedis();
-const M = 200;
+// 200 in CI; the measurement of docs/RELIABILITY.md runs it with SSE_TEST_NON_READERS=1000.
+const M = Number(process.env.SSE_TEST_NON_READERS ?? 200);
 const STALL_MS = 2000;
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 

@@ -116,6 +116,25 @@ describe('signed tokens on the routes (HS256 secret)', () => {
     assert.equal(none.body.error, 'invalid_token');
   });
 
+  test('several channels in one stream: every one must be allowed; 403 names the ones refused', async () => {
+    const jwt = await token({ subscribe: ['orders.*'] });
+    const auth = { authorization: `Bearer ${jwt}` };
+    const refused = await get(
+      '/sse/streams?channel=orders.1&channel=users.1&channel=public.x&channel=users.2',
+      auth,
+    );
+    assert.equal(refused.status, 403);
+    const body = (await refused.json()) as { error: string; channels: string[] };
+    assert.equal(body.error, 'insufficient_scope');
+    assert.deepEqual(body.channels, ['users.1', 'users.2']);
+    const ok = new Subscriber(`${t.base}/sse/streams?channel=orders.1&channel=public.x`, auth);
+    await ok.opened;
+    assert.equal(ok.status, 200, 'a private channel the token covers with a public one');
+    ok.close();
+    const none = await get('/sse/streams?channel=orders.1&channel=public.x');
+    assert.equal(none.status, 401);
+  });
+
   test('public channels open without a token (for subscribing only)', async () => {
     const sub = new Subscriber(`${t.base}/sse/channels/public.news`);
     await sub.opened;

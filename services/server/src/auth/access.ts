@@ -289,19 +289,7 @@ export class Authorizer {
       if (scope === 'insufficient') refused.push(channel);
     }
     if (refused.length === 0) return { kind: 'allowed', expiresAt: result.expiresAt };
-    const verb = op === 'subscribe' ? 'subscribing to' : 'publishing on';
-    return this.refuse({
-      kind: 'refused',
-      status: 403,
-      reason: 'insufficient_scope',
-      headers: SCOPE_HEADERS,
-      body: {
-        error: 'insufficient_scope',
-        channel: refused.join(','),
-        channels: refused,
-        message: `the token does not allow ${verb} ${refused.join(', ')}`,
-      },
-    });
+    return this.insufficientScope(op, refused);
   }
 
   /**
@@ -338,7 +326,7 @@ export class Authorizer {
     if (!result.ok) return this.refuse(this.invalid[result.reason]!);
     const scope = this.scopeOf(op, channel, result);
     if (scope === 'malformed') return this.refuse(this.invalid.malformed!);
-    if (scope === 'insufficient') return this.insufficientScope(op, channel);
+    if (scope === 'insufficient') return this.insufficientScope(op, [channel]);
     return { kind: 'allowed', expiresAt: result.expiresAt };
   }
 
@@ -357,18 +345,28 @@ export class Authorizer {
     return covered ? 'covered' : 'insufficient';
   }
 
-  private insufficientScope(op: AuthOp, channel: string): AuthRefused {
+  /** The 403 naming the channels the token does not cover (one: `channel`; several: both). */
+  private insufficientScope(op: AuthOp, refused: readonly string[]): AuthRefused {
     const verb = op === 'subscribe' ? 'subscribing to' : 'publishing on';
+    const body: InsufficientScopeBody =
+      refused.length === 1
+        ? {
+            error: 'insufficient_scope',
+            channel: refused[0]!,
+            message: `the token does not allow ${verb} this channel`,
+          }
+        : {
+            error: 'insufficient_scope',
+            channel: refused.join(','),
+            channels: [...refused],
+            message: `the token does not allow ${verb} ${refused.join(', ')}`,
+          };
     return this.refuse({
       kind: 'refused',
       status: 403,
       reason: 'insufficient_scope',
       headers: SCOPE_HEADERS,
-      body: {
-        error: 'insufficient_scope',
-        channel,
-        message: `the token does not allow ${verb} this channel`,
-      },
+      body,
     });
   }
 

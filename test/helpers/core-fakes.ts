@@ -15,7 +15,10 @@ import { type EventId, IdGenerator, ZERO_ID } from '../../services/server/src/br
 import { frameEvent } from '../../services/server/src/broker/framed-event.ts';
 import { MemoryHistory } from '../../services/server/src/broker/memory-history.ts';
 import { placeLastEventId } from '../../services/server/src/broker/resume.ts';
+import { Lifecycle } from '../../services/server/src/lifecycle.ts';
+import { createServerMetrics } from '../../services/server/src/metrics.ts';
 import type { SseConnection, StreamOwner } from '../../services/server/src/sse/connection.ts';
+import { Hub } from '../../services/server/src/sse/hub.ts';
 
 /** A stream that records its bytes; `full` makes its transport report a full socket. */
 export class FakeStream {
@@ -182,6 +185,16 @@ export class ScriptedBroker implements Broker {
   get replaysWaiting(): number {
     return this.replays.length;
   }
+}
+
+/** A hub over `broker` with defaults, its own metrics and lifecycle (close it after). */
+export function hubOn(broker: Broker): Hub {
+  return new Hub(
+    broker,
+    { retryMs: 1000, publishWaitMs: 5000 },
+    createServerMetrics(() => 0),
+    new Lifecycle(),
+  );
 }
 
 /** Lets promise callbacks and setImmediate work (a flush tick, a pump tick) run. */

@@ -5,22 +5,13 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import fc from 'fast-check';
-import { Lifecycle } from '../../services/server/src/lifecycle.ts';
-import { createServerMetrics } from '../../services/server/src/metrics.ts';
-import { Hub } from '../../services/server/src/sse/hub.ts';
-import { FakeStream, ScriptedBroker, settle } from '../helpers/core-fakes.ts';
+import { FakeStream, hubOn, ScriptedBroker, settle } from '../helpers/core-fakes.ts';
 
 const CHANNEL = 'seam';
 
 function setup() {
   const broker = new ScriptedBroker();
-  const hub = new Hub(
-    broker,
-    { retryMs: 1000, publishWaitMs: 5000 },
-    createServerMetrics(() => 0),
-    new Lifecycle(),
-  );
-  return { broker, hub };
+  return { broker, hub: hubOn(broker) };
 }
 
 const data = (n: number, bytes = 10) => ({ data: `${n}:${'x'.repeat(bytes)}` });

@@ -6,9 +6,6 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import fc from 'fast-check';
 import { MemoryBroker } from '../../services/server/src/broker/memory-broker.ts';
-import { Lifecycle } from '../../services/server/src/lifecycle.ts';
-import { createServerMetrics } from '../../services/server/src/metrics.ts';
-import { Hub } from '../../services/server/src/sse/hub.ts';
 import {
   channelHash,
   cursorText,
@@ -16,7 +13,7 @@ import {
   encodeEntry,
   resumePositions,
 } from '../../services/server/src/wire/stream-cursor.ts';
-import { FakeStream, ScriptedBroker, settle } from '../helpers/core-fakes.ts';
+import { FakeStream, hubOn, ScriptedBroker, settle } from '../helpers/core-fakes.ts';
 
 test('the cursor codec: every position back, any base, any id', () => {
   fc.assert(
@@ -60,12 +57,7 @@ function setup(channels: number) {
     maxChannels: 1000,
     idempotency: { ttlMs: 60_000, maxKeys: 100, maxBytes: 1 << 20, leaseMs: 1000 },
   });
-  const hub = new Hub(
-    broker,
-    { retryMs: 1000, publishWaitMs: 5000 },
-    createServerMetrics(() => 0),
-    new Lifecycle(),
-  );
+  const hub = hubOn(broker);
   const names = Array.from({ length: channels }, (_, i) => `p${i}`);
   return { broker, hub, names };
 }
@@ -159,12 +151,7 @@ test('property: with live delivery lagging the record (as a Redis reader may), a
       fc.nat(),
       async ([n, before, after], cut) => {
         const broker = new ScriptedBroker();
-        const hub = new Hub(
-          broker,
-          { retryMs: 1000, publishWaitMs: 5000 },
-          createServerMetrics(() => 0),
-          new Lifecycle(),
-        );
+        const hub = hubOn(broker);
         const names = Array.from({ length: n }, (_, i) => `q${i}`);
         const published = new Map<string, string[]>(names.map((c) => [c, []]));
         const append = (i: number) => {

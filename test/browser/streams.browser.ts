@@ -7,7 +7,7 @@ import net from 'node:net';
 import { after, before, describe, test } from 'node:test';
 import { launchBrowser, type TestBrowser } from '../helpers/browser.ts';
 import { missingRedis, startRedis, type TestRedis } from '../helpers/redis.ts';
-import { publish, startServer, type TestServer } from '../helpers/server.ts';
+import { publish, startServer, subscribers, type TestServer } from '../helpers/server.ts';
 import { eventually } from '../helpers/wait.ts';
 
 const CHANNELS = Array.from({ length: 10 }, (_, i) => `room.${i}`);
@@ -103,11 +103,7 @@ describe('several channels in one EventSource', { skip: missingRedis() ?? false 
       );
       const seenCount = () =>
         tab.evaluate(() => (window as unknown as { seen: Seen[] }).seen.length);
-      await eventually(
-        async () => server.server.hub.subscriberCount(CHANNELS[0]!) === 1,
-        10_000,
-        'open',
-      );
+      await eventually(async () => subscribers(server.server, CHANNELS[0]!) === 1, 10_000, 'open');
 
       // Other requests to the same origin while the stream is open: all answer.
       const answered = await tab.evaluate(async () => {

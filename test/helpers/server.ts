@@ -20,6 +20,16 @@ export function openStreams(server: SseServer): number {
   return STREAM_ROUTES.reduce((n, route) => n + server.streams.countByRoute(route), 0);
 }
 
+/** Subscribers of a channel on the server (the count the channel API shows for this process). */
+export function subscribers(server: SseServer, channel: string): number {
+  return server.hub.subscriberCount(channel);
+}
+
+/** Channels the server holds (with history or subscribers): the sse_channels gauge. */
+export async function channelsHeld(server: SseServer): Promise<number> {
+  return server.channels.count();
+}
+
 /** Starts a server on 127.0.0.1 with a random port; `partial` overrides config keys. */
 export async function startServer(partial: Record<string, unknown> = {}): Promise<TestServer> {
   const config = buildServerConfig({ host: '127.0.0.1', port: 0, ...partial });

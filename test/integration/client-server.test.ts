@@ -4,7 +4,13 @@ import { after, before, describe, test } from 'node:test';
 import { connectEventStream, openEventStream } from '../../services/client/src/index.ts';
 import { exampleClientLines } from '../helpers/example.ts';
 import { runNode } from '../helpers/process.ts';
-import { eventually, publish, startServer, type TestServer } from '../helpers/server.ts';
+import {
+  eventually,
+  publish,
+  startServer,
+  subscribers,
+  type TestServer,
+} from '../helpers/server.ts';
 
 const exampleLines = exampleClientLines();
 
@@ -117,7 +123,7 @@ describe('client library against a channel', () => {
         if (got.length === 2) ac.abort();
       }
     })();
-    while (t.server.hub.subscriberCount('lib') === 0) await new Promise((r) => setTimeout(r, 5));
+    while (subscribers(t.server, 'lib') === 0) await new Promise((r) => setTimeout(r, 5));
     const r = await publish(t.base, 'lib', [
       { event: 'created', data: { a: 1 } },
       { data: 'two\nlines' },
@@ -138,7 +144,7 @@ describe('client library against a channel', () => {
         seen.push(ev.data);
       },
     });
-    while (t.server.hub.subscriberCount('resume') === 0) await new Promise((r) => setTimeout(r, 5));
+    while (subscribers(t.server, 'resume') === 0) await new Promise((r) => setTimeout(r, 5));
     for (let i = 0; i < 30; i++) {
       await publish(t.base, 'resume', { data: String(i) });
       if (i % 10 === 5) {
@@ -164,7 +170,7 @@ describe('client library against a channel', () => {
       maxEventBytes: 1024,
       onEvent: (ev) => seen.push(ev.data),
     });
-    await eventually(() => t.server.hub.subscriberCount('bytes') > 0, 5000, 'subscriber').catch(
+    await eventually(() => subscribers(t.server, 'bytes') > 0, 5000, 'subscriber').catch(
       (e: unknown) => {
         handle.close();
         throw e;

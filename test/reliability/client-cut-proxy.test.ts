@@ -4,7 +4,7 @@ import assert from 'node:assert/strict';
 import net from 'node:net';
 import { describe, test } from 'node:test';
 import { runClient } from '../helpers/client-process.ts';
-import { eventually, publish, startServer } from '../helpers/server.ts';
+import { eventually, publish, startServer, subscribers } from '../helpers/server.ts';
 
 /** Forwards 127.0.0.1:<port> to the target and destroys every open connection each `everyMs`. */
 async function cuttingProxy(target: number, everyMs: number) {
@@ -69,7 +69,7 @@ describe('client under a proxy that cuts every connection each second', () => {
         {},
         60_000,
       );
-      await eventually(() => s.server.hub.subscriberCount('px') > 0, 10_000, 'client subscribed');
+      await eventually(() => subscribers(s.server, 'px') > 0, 10_000, 'client subscribed');
       for (let i = 0; i < EVENTS; i++) {
         assert.equal((await publish(s.base, 'px', { data: `e${i}` })).status, 202);
         await new Promise((r) => setTimeout(r, 50));

@@ -5,7 +5,14 @@ import assert from 'node:assert/strict';
 import type net from 'node:net';
 import { describe, test } from 'node:test';
 import { openRaw, statusOf } from '../helpers/raw-socket.ts';
-import { eventually, openStreams, publish, Subscriber, startServer } from '../helpers/server.ts';
+import {
+  eventually,
+  openStreams,
+  publish,
+  Subscriber,
+  startServer,
+  subscribers,
+} from '../helpers/server.ts';
 
 /** GETs each path in turn: its status and Retry-After header (the body is discarded). */
 async function refusals(base: string, paths: string[]): Promise<[number, string | null][]> {
@@ -41,7 +48,7 @@ describe('never-reading subscribers', () => {
       }
       const reader = new Subscriber(`${s.base}/sse/channels/fan`);
       await reader.opened;
-      await eventually(() => s.server.hub.subscriberCount('fan') === 101, 5000, '101 subscribers');
+      await eventually(() => subscribers(s.server, 'fan') === 101, 5000, '101 subscribers');
       const EVENTS = 400;
       const payload = 'x'.repeat(16 * 1024);
       // Publish time (before the request) and arrival time of every event, for the delay.

@@ -6,6 +6,7 @@ import { compareIds, parseEventId } from '../../services/server/src/broker/event
 import { EXAMPLE_HEADERS } from '../helpers/example.ts';
 import { fullGc } from '../helpers/memory.ts';
 import {
+  channelsHeld,
   eventually,
   openStreams,
   publish,
@@ -13,6 +14,7 @@ import {
   Subscriber,
   splitResponse,
   startServer,
+  subscribers,
   type TestServer,
 } from '../helpers/server.ts';
 
@@ -114,7 +116,7 @@ describe('publish and fan-out', () => {
     assert.equal(first.body.subscribers, 1);
     await sub.waitFor(1);
     sub.close();
-    await eventually(() => t.server.hub.subscriberCount('left') === 0, 5000, 'the subscriber gone');
+    await eventually(() => subscribers(t.server, 'left') === 0, 5000, 'the subscriber gone');
     const after = await publish(t.base, 'left', { data: 'unseen' });
     assert.equal(after.status, 202);
     assert.equal(after.body.subscribers, 0);
@@ -189,7 +191,7 @@ describe('transports', () => {
     const done = rawExchange(t.port, 'GET /sse/channels/old-http HTTP/1.0\r\n\r\n', (s) =>
       s.includes('data: second'),
     );
-    await eventually(() => t.server.hub.subscriberCount('old-http') === 1, 5000, 'subscriber');
+    await eventually(() => subscribers(t.server, 'old-http') === 1, 5000, 'subscriber');
     await publish(t.base, 'old-http', [{ data: 'first' }, { data: 'second' }]);
     const { status, headers, body } = splitResponse(await done);
     assert.equal(status, 'HTTP/1.1 200 OK');
@@ -208,7 +210,7 @@ describe('transports', () => {
       'GET /healthz HTTP/1.1\r\nHost: x\r\n\r\nGET /sse/channels/piped HTTP/1.1\r\nHost: x\r\n\r\n',
       (s) => s.includes('data: two'),
     );
-    await eventually(() => t.server.hub.subscriberCount('piped') === 1, 5000, 'subscriber');
+    await eventually(() => subscribers(t.server, 'piped') === 1, 5000, 'subscriber');
     await publish(t.base, 'piped', [{ data: 'one' }, { data: 'two' }]);
     const raw = await done;
     assert.match(raw, /^HTTP\/1\.1 200 OK[\s\S]*"status":"ok"[\s\S]*HTTP\/1\.1 200 OK/);
@@ -334,8 +336,12 @@ describe('history expiry', () => {
     const t = await startServer({ channels: { historyTtlMs: 1000 } });
     try {
       const r = await publish(t.base, 'ephemeral', { data: 'x' });
-      assert.equal(t.server.broker.channelCount, 1);
-      await eventually(() => t.server.broker.channelCount === 0, 10_000, 'channel to be forgotten');
+      assert.equal(await channelsHeld(t.server), 1);
+      await eventually(
+        async () => (await channelsHeld(t.server)) === 0,
+        10_000,
+        'channel to be forgotten',
+      );
       // Its id is not reused, and resuming from it is never silent: the record is gone.
       const again = await publish(t.base, 'ephemeral', { data: 'y' });
       assert.ok(byId(again.body.ids![0]!, r.body.ids![0]!) > 0);
@@ -441,11 +447,7 @@ describe('connection limits', () => {
       stalled.on('close', () => {
         stalledClosed = true;
       });
-      await eventually(
-        () => t.server.hub.subscriberCount('firehose') === 2,
-        5000,
-        'two subscribers',
-      );
+      await eventually(() => subscribers(t.server, 'firehose') === 2, 5000, 'two subscribers');
 
       const payload = 'x'.repeat(32 * 1024);
       await fullGc(200);

@@ -12,6 +12,7 @@ import {
   Subscriber,
   splitResponse,
   startServer,
+  subscribers,
   type TestServer,
 } from '../helpers/server.ts';
 
@@ -70,7 +71,7 @@ describe('clients that go away', () => {
       await eventually(() => openStreams(t.server) === 0, 5000, 'registry to empty');
     }
     await publish(t.base, 'churn0', { data: 'after' });
-    for (let i = 0; i < 5; i++) assert.equal(t.server.hub.subscriberCount(`churn${i}`), 0);
+    for (let i = 0; i < 5; i++) assert.equal(subscribers(t.server, `churn${i}`), 0);
     await eventually(() => timers() <= baseline, 5000, 'demo timers to be cleared');
     await eventually(
       () => new Promise<boolean>((r) => t.server.http.getConnections((_e, n) => r(n === 0))),

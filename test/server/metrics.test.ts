@@ -16,6 +16,7 @@ import {
   publish,
   Subscriber,
   startServer,
+  subscribers,
   type TestServer,
 } from '../helpers/server.ts';
 
@@ -259,12 +260,12 @@ describe('server metrics', () => {
     const before = await scrape(t.base);
     const stalled = stalledSubscriber(t.port, '/sse/channels/metric-slow?access_token=sub');
     try {
-      await eventually(() => t.server.hub.subscriberCount('metric-slow') === 1, 5000, 'subscriber');
+      await eventually(() => subscribers(t.server, 'metric-slow') === 1, 5000, 'subscriber');
       const big = 'y'.repeat(32 * 1024);
-      for (let i = 0; i < 400 && t.server.hub.subscriberCount('metric-slow') > 0; i++) {
+      for (let i = 0; i < 400 && subscribers(t.server, 'metric-slow') > 0; i++) {
         await publish(t.base, 'metric-slow', { data: big });
       }
-      await eventually(() => t.server.hub.subscriberCount('metric-slow') === 0, 5000, 'the cut');
+      await eventually(() => subscribers(t.server, 'metric-slow') === 0, 5000, 'the cut');
       await eventually(() => openStreams(t.server) === 0, 5000, 'the stream to close');
       const after = await scrape(t.base);
       assert.equal(delta(before, after, 'sse_slow_consumer_disconnects_total'), 1);

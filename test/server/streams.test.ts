@@ -13,6 +13,7 @@ import {
   type SseEvent,
   Subscriber,
   startServer,
+  subscribers,
   type TestServer,
 } from '../helpers/server.ts';
 import { eventually } from '../helpers/wait.ts';
@@ -289,8 +290,8 @@ test('no leak: streams closed during their replay leave their channels', async (
     await Promise.all(subs.map((s) => s.opened));
     for (const s of subs) s.close();
     await eventually(() => openStreams(t.server) === 0, 10_000, 'streams closed');
-    assert.equal(t.server.hub.subscriberCount('big'), 0);
-    assert.equal(t.server.hub.subscriberCount('small'), 0);
+    assert.equal(subscribers(t.server, 'big'), 0);
+    assert.equal(subscribers(t.server, 'small'), 0);
   } finally {
     await t.close();
   }

@@ -95,8 +95,6 @@ export interface Broker {
   readonly type: 'memory' | 'redis';
   /** True while the broker can publish and replay (always for the memory broker). */
   readonly up: boolean;
-  /** Channels this process keeps state for (the number limits.maxChannels bounds). */
-  readonly channelCount: number;
   /**
    * Assigns ids to the events, in order, stores them in the channel's record and delivers them to
    * the listener of every hub that joined the channel (this process's included). Resolves with the

@@ -57,10 +57,6 @@ export class MemoryBroker implements Broker {
     this.keys = new IdempotencyStore(options.idempotency, now);
   }
 
-  get channelCount(): number {
-    return this.records.size;
-  }
-
   setListener(listener: BrokerListener): void {
     this.listener = listener;
   }

@@ -144,15 +144,6 @@ export class RedisBroker implements Broker {
     return this.cmd.status === 'ready' && this.reader.conn.status === 'ready' && this.health.ok;
   }
 
-  get channelCount(): number {
-    return this.reader.size;
-  }
-
-  /** History reads sent so far (a replay storm shares them). */
-  get replayReads(): number {
-    return this.replays.reads;
-  }
-
   private stateChanged(): void {
     const up = this.up;
     if (up === this.wasUp || this.closed) return;

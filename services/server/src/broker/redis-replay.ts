@@ -61,8 +61,6 @@ export class ReplayReads {
   private readonly queue: string[] = [];
   private readonly reading = new Set<string>();
   private active = 0;
-  /** Reads sent (for tests and metrics: a storm costs few). */
-  reads = 0;
 
   constructor(read: WindowRead, fresh: WindowFresh, concurrency: number) {
     this.read = read;
@@ -128,7 +126,6 @@ export class ReplayReads {
   private async serve(channel: string, batch: Request[]): Promise<void> {
     const from = startOf(batch);
     let window: ReplayWindow;
-    this.reads++;
     try {
       window = await this.read(channel, from);
     } catch (err) {

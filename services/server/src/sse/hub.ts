@@ -86,7 +86,7 @@ export class Hub {
     this.expiryTimer.unref();
   }
 
-  /** Subscribers of a channel on this server. */
+  /** Subscribers of a channel on this server (GET /channels/:channel). */
   subscriberCount(name: string): number {
     return this.channels.get(name)?.subscriberCount ?? 0;
   }

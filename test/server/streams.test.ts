@@ -185,6 +185,31 @@ describe('several channels in one stream, memory broker', () => {
     assert.equal(head.headers.get('content-type'), 'text/event-stream');
   });
 
+  test('a channel that started live resumes after where it started, not from its older history', async () => {
+    await publish(
+      t.base,
+      'old-history',
+      Array.from({ length: 3 }, (_, i) => ({ data: `old${i}` })),
+    );
+    const s = new Subscriber(streamUrl(t.base, ['old-history', 'busy']));
+    await s.opened;
+    await publish(t.base, 'busy', { data: 'b0' });
+    await s.waitFor(1);
+    s.close();
+    await publish(t.base, 'old-history', { data: 'new0' });
+    const r = new Subscriber(streamUrl(t.base, ['old-history', 'busy']), {
+      'Last-Event-ID': s.events.at(-1)!.id!,
+    });
+    await r.waitFor(1);
+    await publish(t.base, 'busy', { data: 'b1' });
+    await r.waitFor(2);
+    r.close();
+    assert.deepEqual(
+      r.events.map(opened).map((e) => e.data),
+      ['new0', 'b1'],
+    );
+  });
+
   test('channels added to or dropped from the URL: new ones start live, dropped ones are forgotten', async () => {
     const s = new Subscriber(streamUrl(t.base, ['p', 'q']));
     await s.opened;

@@ -181,6 +181,13 @@ export class Hub {
     });
     try {
       await Promise.all(slots.map((s) => (s.channel as Channel).ready));
+      // A channel with nothing to replay starts live: its place in the cursor is its live
+      // position now, so a resume continues after it instead of replaying older history.
+      for (const slot of slots) {
+        if (malformed === null && !positions.has(slot.channel.name)) {
+          stream.setPosition(slot, (slot.channel as Channel).position);
+        }
+      }
       const replays = await Promise.all(
         slots.map((slot) => {
           const from = malformed ?? positions.get(slot.channel.name);

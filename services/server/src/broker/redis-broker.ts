@@ -47,6 +47,9 @@ import { type IdempotencyRecord, readRecord } from './idempotency-store.ts';
 import { ClusterReader, XINFO_LUA } from './redis-cluster-reader.ts';
 import {
   clusterConnection,
+  endConnection,
+  masterConfirmed,
+  onMasterConfirmed,
   type RedisTarget,
   redisConnection,
   targetDelay,
@@ -176,13 +179,19 @@ function masterLink(
     conn.on('ready', changed);
     conn.on('close', changed);
     conn.on('error', () => {}); // state changes are reported through 'close'/'ready'
+    onMasterConfirmed(conn, changed);
   }
   watchMaster(cmd, target.kind, topology);
   return {
     cmd,
     reader,
     xinfo: (key) => cmd.call('XINFO', ['STREAM', key]),
-    up: () => cmd.status === 'ready' && reader.conn.status === 'ready' && health.ok,
+    up: () =>
+      cmd.status === 'ready' &&
+      reader.conn.status === 'ready' &&
+      masterConfirmed(cmd) &&
+      masterConfirmed(reader.conn) &&
+      health.ok,
     async start() {
       // A failed first attempt is not fatal: ioredis keeps retrying and `up` reports it.
       await Promise.allSettled([cmd.connect(), reader.conn.connect()]);
@@ -192,7 +201,7 @@ function masterLink(
     async stop() {
       health.stop();
       await reader.stop();
-      cmd.disconnect();
+      endConnection(cmd);
     },
   };
 }

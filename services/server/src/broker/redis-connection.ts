@@ -5,7 +5,11 @@
 //   sentinel  the master a Redis Sentinel set names (broker.redis.sentinels): ioredis asks the
 //             sentinels, checks the role it reached (ready check), drops the connection when a
 //             sentinel announces +switch-master (failoverDetector) or a write meets READONLY
-//             (a demoted master), and asks again on every reconnect
+//             (a demoted master), and asks again on every reconnect. ioredis asks one sentinel,
+//             and right after a failover one that has not heard of it yet names the old master,
+//             which still takes writes until the sentinels demote it (seconds later): so each
+//             connection is confirmed only once every sentinel that answers names the master it
+//             reached, and dropped (to ask again) when a majority names another (SentinelCheck)
 //   cluster   Redis Cluster (broker.redis.cluster): ioredis's Cluster client routes each command by
 //             its key's slot and follows MOVED/ASK; every connection to a node fails fast as above
 import { Cluster, Redis, type RedisOptions } from 'ioredis';
@@ -90,6 +94,135 @@ function reconnectOnReadonly(err: Error): boolean {
   return /^READONLY/.test(err.message);
 }
 
+/** SENTINEL GET-MASTER-ADDR-BY-NAME of one sentinel as `host:port`; null when it cannot say. */
+async function namedBy(
+  sentinel: HostPort,
+  target: Extract<RedisTarget, { kind: 'sentinel' }>,
+): Promise<string | null> {
+  const conn = new Redis({
+    host: sentinel.host,
+    port: sentinel.port,
+    lazyConnect: true,
+    enableOfflineQueue: false,
+    enableReadyCheck: false,
+    maxRetriesPerRequest: 0,
+    connectTimeout: 1000,
+    commandTimeout: 1000,
+    retryStrategy: () => null,
+    ...(target.sentinelPassword !== '' ? { password: target.sentinelPassword } : {}),
+  });
+  conn.on('error', () => {});
+  try {
+    await conn.connect();
+    const addr = (await conn.call('SENTINEL', 'GET-MASTER-ADDR-BY-NAME', target.name)) as
+      | string[]
+      | null;
+    return addr === null ? null : `${addr[0]}:${addr[1]}`;
+  } catch {
+    return null;
+  } finally {
+    conn.disconnect();
+  }
+}
+
+/** How often an unconfirmed Sentinel connection asks the sentinels again. */
+const RECHECK_MS = 250;
+
+/**
+ * Whether a Sentinel connection reached the master the sentinels agree on. After each `ready` it
+ * asks every sentinel: confirmed once every one that answers names the address it is connected to;
+ * dropped (ioredis reconnects and asks again) once a majority of them names another; otherwise
+ * asked again every 250 ms (sentinels agree within their 2 s hello period).
+ */
+class SentinelCheck {
+  confirmed = false;
+  /** Closed on purpose (endConnection): not revived. */
+  ended = false;
+  private readonly conn: Redis;
+  private readonly target: Extract<RedisTarget, { kind: 'sentinel' }>;
+  private readonly listeners: (() => void)[] = [];
+  private round = 0;
+  private revivals = 0;
+
+  constructor(conn: Redis, target: Extract<RedisTarget, { kind: 'sentinel' }>) {
+    this.conn = conn;
+    this.target = target;
+    conn.on('ready', () => {
+      this.revivals = 0;
+      void this.check(++this.round);
+    });
+    conn.on('close', () => {
+      this.round++;
+      this.set(false);
+    });
+    // ioredis gives a connection up for good ('end') when its failover detector hears
+    // +switch-master while the connection is asking the sentinels (a reconnect after the master
+    // died): start it again, unless it was closed on purpose.
+    conn.on('end', () => {
+      if (this.ended) return;
+      const timer = setTimeout(
+        () => {
+          if (!this.ended && conn.status === 'end') conn.connect().catch(() => {});
+        },
+        reconnectDelay(++this.revivals, 1000),
+      );
+      timer.unref();
+    });
+  }
+
+  onChange(listener: () => void): void {
+    this.listeners.push(listener);
+  }
+
+  private set(confirmed: boolean): void {
+    if (this.confirmed === confirmed) return;
+    this.confirmed = confirmed;
+    for (const l of this.listeners) l();
+  }
+
+  private async check(round: number): Promise<void> {
+    const s = this.conn.stream;
+    const at = `${s?.remoteAddress}:${s?.remotePort}`;
+    const named = await Promise.all(this.target.sentinels.map((x) => namedBy(x, this.target)));
+    if (round !== this.round || this.conn.status !== 'ready') return;
+    const answers = named.filter((n) => n !== null);
+    const others = answers.filter((n) => n !== at).length;
+    if (answers.length > 0 && others === 0) {
+      this.set(true);
+      return;
+    }
+    if (others > this.target.sentinels.length / 2) {
+      this.conn.disconnect(true); // a majority names another master: reconnect, ask again
+      return;
+    }
+    setTimeout(() => void this.check(round), RECHECK_MS).unref();
+  }
+}
+
+const checks = new WeakMap<Redis, SentinelCheck>();
+
+/**
+ * True when the connection may be used as the master: always for one server; with Sentinel once
+ * the sentinels agree it is the master (SentinelCheck).
+ */
+export function masterConfirmed(conn: Redis): boolean {
+  return checks.get(conn)?.confirmed ?? true;
+}
+
+/** Closes a connection for good (a Sentinel connection is otherwise revived after an end). */
+export function endConnection(conn: Redis | Cluster): void {
+  if (conn instanceof Redis) {
+    const check = checks.get(conn);
+    if (check !== undefined) check.ended = true;
+  }
+  conn.disconnect();
+}
+
+/** Calls `listener` whenever masterConfirmed(conn) changes. */
+export function onMasterConfirmed(conn: Redis, listener: () => void): void {
+  checks.get(conn)?.onChange(listener);
+}
+
 /** One connection to the master (single or Sentinel). */
 export function redisConnection(
   target: Exclude<RedisTarget, { kind: 'cluster' }>,
@@ -101,7 +234,7 @@ export function redisConnection(
     retryStrategy: targetDelay(target),
   };
   if (target.kind === 'single') return new Redis(target.url, options);
-  return new Redis({
+  const conn = new Redis({
     ...options,
     sentinels: target.sentinels.map((s) => ({ host: s.host, port: s.port })),
     name: target.name,
@@ -114,6 +247,8 @@ export function redisConnection(
     sentinelCommandTimeout: 1000,
     reconnectOnError: reconnectOnReadonly,
   });
+  checks.set(conn, new SentinelCheck(conn, target));
+  return conn;
 }
 
 /**

@@ -13,6 +13,7 @@
 // culprit, stops reading it and reports the channel, and the others keep flowing.
 import type { Redis } from 'ioredis';
 import type { EventId } from './event-id.ts';
+import { endConnection, masterConfirmed } from './redis-connection.ts';
 import { Cursors, type LiveReader, type ReaderEvents, type StreamEntry } from './redis-cursors.ts';
 import type { RedisKeys } from './redis-keys.ts';
 
@@ -83,7 +84,7 @@ export class RedisReader implements LiveReader {
   async stop(): Promise<void> {
     this.running = false;
     this.wake?.();
-    this.conn.disconnect();
+    endConnection(this.conn);
     await this.loop;
   }
 
@@ -197,6 +198,11 @@ export class RedisReader implements LiveReader {
           this.wake = resolve;
         });
         this.wake = null;
+        continue;
+      }
+      if (this.conn.status === 'ready' && !masterConfirmed(this.conn)) {
+        // Sentinel: not yet known to be the master the sentinels agree on (it may be the old one).
+        await new Promise((r) => setTimeout(r, 50));
         continue;
       }
       try {

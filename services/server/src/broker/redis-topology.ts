@@ -5,6 +5,7 @@
 //   Cluster            the slot map at each refresh: masters with their slot ranges; a node that
 //                      serves slots as a master now and was listed as a replica before is a switch
 import type { Cluster, Redis } from 'ioredis';
+import { masterConfirmed, onMasterConfirmed } from './redis-connection.ts';
 
 export interface RedisTopology {
   readonly mode: 'single' | 'sentinel' | 'cluster';
@@ -16,21 +17,27 @@ export interface RedisTopology {
 
 export type TopologyListener = (t: RedisTopology) => void;
 
-/** Reports the master of a single or Sentinel connection at each ready, when it changed. */
+/**
+ * Reports the master of a single or Sentinel connection each time it is ready (with Sentinel:
+ * confirmed by the sentinels), when it changed.
+ */
 export function watchMaster(
   conn: Redis,
   mode: 'single' | 'sentinel',
   report: TopologyListener,
 ): void {
   let last: string | null = null;
-  conn.on('ready', () => {
+  const check = () => {
+    if (conn.status !== 'ready' || !masterConfirmed(conn)) return;
     const s = conn.stream;
     const at = s?.remoteAddress === undefined ? null : `${s.remoteAddress}:${s.remotePort}`;
     if (at === null || at === last) return;
     const failovers = last === null ? 0 : 1;
     last = at;
     report({ mode, masters: [at], failovers });
-  });
+  };
+  conn.on('ready', check);
+  onMasterConfirmed(conn, check);
 }
 
 /** `a-b,c-d` from a sorted list of slots. */

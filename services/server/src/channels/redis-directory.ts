@@ -20,6 +20,7 @@ import { BrokerUnavailableError } from '../broker/broker.ts';
 import { parseEventId } from '../broker/event-id.ts';
 import {
   clusterConnection,
+  endConnection,
   type RedisTarget,
   redisConnection,
 } from '../broker/redis-connection.ts';
@@ -310,6 +311,6 @@ export class RedisChannelDirectory implements ChannelDirectory {
     });
     await Promise.race([goodbye, late]);
     clearTimeout(timer);
-    this.conn.disconnect();
+    endConnection(this.conn);
   }
 }

@@ -252,9 +252,10 @@ export function redisConnection(
 }
 
 /**
- * A Cluster client: commands routed by slot, MOVED/ASK followed (at most 16 redirections),
- * TRYAGAIN and CLUSTERDOWN retried after 100 ms; the slot map refreshed every 2 s so that a
- * failover or a resharding is seen even on a quiet replica. Node connections fail fast.
+ * A Cluster client: commands routed by slot, MOVED/ASK followed, TRYAGAIN, CLUSTERDOWN and a
+ * closed node connection retried after 100 ms (at most 30 redirections in all); the slot map
+ * refreshed every 2 s so that a failover or a resharding is seen even on a quiet replica. Node
+ * connections fail fast.
  */
 export function clusterConnection(
   target: Extract<RedisTarget, { kind: 'cluster' }>,
@@ -270,6 +271,9 @@ export function clusterConnection(
       clusterRetryStrategy: targetDelay(target),
       slotsRefreshInterval: 2000,
       slotsRefreshTimeout: 1000,
+      // A slot being resharded answers a command whose keys are split between the two masters
+      // with TRYAGAIN until it is done: retried for up to 3 s (then 503, not published).
+      maxRedirections: 30,
       retryDelayOnFailover: 100,
       retryDelayOnClusterDown: 100,
       retryDelayOnTryAgain: 100,

@@ -90,7 +90,9 @@ export class ClusterHealth {
     this.onChange = onChange;
   }
 
+  /** Some master answers (before the first probes: the client is ready, so one did). */
   get ok(): boolean {
+    if (this.probes.size === 0) return true;
     for (const p of this.probes.values()) if (p.responsive) return true;
     return false;
   }
@@ -112,7 +114,7 @@ export class ClusterHealth {
       seen.add(key);
       let probe = this.probes.get(key);
       if (probe === undefined) {
-        probe = { sentAt: 0, responsive: false };
+        probe = { sentAt: 0, responsive: node.status === 'ready' };
         this.probes.set(key, probe);
       }
       if (node.status !== 'ready' && node.status !== 'wait') {

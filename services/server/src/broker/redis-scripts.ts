@@ -145,7 +145,7 @@ type ScriptCaller = (numKeys: number, ...args: (string | number)[]) => Promise<u
 /** A redirection or a refusal: the script did not run, sending it again is safe. */
 const NOT_RUN = /^(MOVED|ASK|TRYAGAIN|CLUSTERDOWN|NOSCRIPT)/;
 /** Attempts of a WAIT pipeline that met a redirection (a resharding or a failover under way). */
-const REDIRECT_ATTEMPTS = 20;
+const REDIRECT_ATTEMPTS = 30;
 const REDIRECT_DELAY_MS = 100;
 
 function scriptArgs(a: PublishScriptArgs, wait: boolean): (string | number)[] {
@@ -177,7 +177,7 @@ function scriptArgs(a: PublishScriptArgs, wait: boolean): (string | number)[] {
  * and `WAIT replicas timeout` in one pipeline, so that both go out on the same connection to the
  * same master and WAIT covers the script's writes (WAIT counts the writes of its own connection);
  * a reconnect in between fails both. A redirection (MOVED/ASK/TRYAGAIN, the script did not run)
- * sends the pair again, up to 20 times 100 ms apart.
+ * sends the pair again, up to 30 times 100 ms apart.
  */
 export function publishScript(
   conn: Redis | Cluster,

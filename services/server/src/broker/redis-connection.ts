@@ -12,6 +12,8 @@
 //             reached, and dropped (to ask again) when a majority names another (SentinelCheck)
 //   cluster   Redis Cluster (broker.redis.cluster): ioredis's Cluster client routes each command by
 //             its key's slot and follows MOVED/ASK; every connection to a node fails fast as above
+import { lookup } from 'node:dns/promises';
+import { isIP } from 'node:net';
 import { Cluster, Redis, type RedisOptions } from 'ioredis';
 import type { ServerConfig } from '../config.ts';
 
@@ -94,7 +96,12 @@ function reconnectOnReadonly(err: Error): boolean {
   return /^READONLY/.test(err.message);
 }
 
-/** SENTINEL GET-MASTER-ADDR-BY-NAME of one sentinel as `host:port`; null when it cannot say. */
+/** An IPv4 address as it is, also when the socket shows it IPv4-mapped (::ffff:10.0.0.2). */
+function plainIp(ip: string): string {
+  return ip.startsWith('::ffff:') && isIP(ip.slice(7)) === 4 ? ip.slice(7) : ip;
+}
+
+/** SENTINEL GET-MASTER-ADDR-BY-NAME of one sentinel as `ip:port`; null when it cannot say. */
 async function namedBy(
   sentinel: HostPort,
   target: Extract<RedisTarget, { kind: 'sentinel' }>,
@@ -117,7 +124,10 @@ async function namedBy(
     const addr = (await conn.call('SENTINEL', 'GET-MASTER-ADDR-BY-NAME', target.name)) as
       | string[]
       | null;
-    return addr === null ? null : `${addr[0]}:${addr[1]}`;
+    if (addr === null) return null;
+    // A sentinel with announce-hostnames answers a name: compared by the address it resolves to.
+    const host = isIP(addr[0]!) ? addr[0]! : (await lookup(addr[0]!)).address;
+    return `${plainIp(host)}:${addr[1]}`;
   } catch {
     return null;
   } finally {
@@ -182,7 +192,7 @@ class SentinelCheck {
 
   private async check(round: number): Promise<void> {
     const s = this.conn.stream;
-    const at = `${s?.remoteAddress}:${s?.remotePort}`;
+    const at = `${plainIp(s?.remoteAddress ?? '')}:${s?.remotePort}`;
     const named = await Promise.all(this.target.sentinels.map((x) => namedBy(x, this.target)));
     if (round !== this.round || this.conn.status !== 'ready') return;
     const answers = named.filter((n) => n !== null);

@@ -127,7 +127,7 @@ export interface SentinelSet {
   kill(port: number, signal?: NodeJS.Signals): Promise<void>;
   /** Starts a killed data node again as a replica of the current master, and waits until in sync. */
   rejoin(port: number): Promise<void>;
-  /** Waits until the node replicates the current master with its link up and caught up. */
+  /** Waits until the node replicates the current master with its link up, caught up with it. */
   waitInSync(port: number, timeoutMs?: number): Promise<void>;
   /** SIGSTOP / SIGCONT of a data node. */
   pause(port: number): void;
@@ -272,11 +272,12 @@ function sentinelSet(
         async () => {
           const master = await set.masterPort().catch(() => null);
           if (master === null || master === port) return false;
+          // Caught up with what the master had written when asked (it may write on meanwhile).
+          const m = await info(master, 'replication').catch(() => null);
           const r = await info(port, 'replication').catch(() => null);
           if (r?.get('role') !== 'slave' || r.get('master_link_status') !== 'up') return false;
           if (r.get('master_port') !== String(master)) return false;
-          const m = await info(master, 'replication').catch(() => null);
-          return m?.get('master_repl_offset') === r.get('slave_repl_offset');
+          return Number(r.get('slave_repl_offset')) >= Number(m?.get('master_repl_offset'));
         },
         timeoutMs,
         `replica ${port} in sync`,

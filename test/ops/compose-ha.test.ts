@@ -72,7 +72,7 @@ describe('docker-compose.ha.yml', () => {
         sentinelPassword: '',
         password: '',
       });
-      assert.equal(config.broker.redis.waitReplicas, 1);
+      assert.equal(config.broker.redis.waitReplicas, 0);
     }
   });
 });

@@ -6,8 +6,9 @@
 //   or a reset before a gap; acknowledged events the new master lacks are counted;
 // - a failover that loses entries gives the live subscribers a reset before the next events; one
 //   that loses none gives no reset and no duplicate;
-// - broker.redis.waitReplicas 1: ten forced failovers (kill -9 and SENTINEL FAILOVER in turn),
-//   zero acknowledged events lost.
+// - broker.redis.waitReplicas 1: a replica that does not answer makes a publish 503 "unknown",
+//   and the retry with its Idempotency-Key resolves it; ten forced failovers (kill -9 and SENTINEL
+//   FAILOVER in turn) lose no acknowledged event.
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import { byId, deliveryReport, describeDelivery } from '../helpers/delivery.ts';
@@ -171,6 +172,65 @@ describe('Redis broker on Sentinel', { skip: skip ?? false }, () => {
       assert.equal(await metricValue(server.base, 'sse_broker_failovers_total'), 2);
     } finally {
       sub.close();
+      await server.close();
+      await set.stop();
+    }
+  });
+
+  test('waitReplicas 1 with the replica not answering: 503 "outcome":"unknown" after waitTimeoutMs; the retry with the same Idempotency-Key, once the replica is back, answers the first ids and stores nothing twice', async (t) => {
+    const set = await startSentinelSet();
+    const prefix = newPrefix();
+    const server = await startServer({
+      broker: {
+        type: 'redis',
+        keyPrefix: prefix,
+        redis: {
+          sentinels: set.sentinels,
+          sentinelName: set.name,
+          waitReplicas: 1,
+          waitTimeoutMs: 300,
+        },
+      },
+    });
+    const headers = { 'Idempotency-Key': 'once-only' };
+    try {
+      const ok = await publish(server.base, 'waited', { data: 'replicated' });
+      assert.equal(ok.status, 202, JSON.stringify(ok.body));
+      const replica = set.dataPorts[1]!;
+      set.pause(replica);
+      const t0 = performance.now();
+      const first = await publish(server.base, 'waited', { data: 'pending' }, headers);
+      const took = performance.now() - t0;
+      assert.equal(first.status, 503, JSON.stringify(first.body));
+      assert.equal(first.body.error, 'broker_unavailable');
+      assert.equal(first.body.outcome, 'unknown');
+      assert.ok(first.headers.get('retry-after'));
+      const again = await publish(server.base, 'waited', { data: 'pending' }, headers);
+      assert.equal(again.status, 503, 'still not on a replica');
+      set.resume(replica);
+      await set.waitInSync(replica);
+      const retry = await publish(server.base, 'waited', { data: 'pending' }, headers);
+      t.diagnostic(
+        `503 after ${took.toFixed(0)} ms (waitTimeoutMs 300); the retry: ${retry.status} ${JSON.stringify(retry.body)}`,
+      );
+      assert.equal(retry.status, 202, JSON.stringify(retry.body));
+      assert.equal(retry.headers.get('idempotent-replayed'), 'true');
+      const entries = (await redisCall(
+        await set.masterPort(),
+        'XRANGE',
+        `${prefix}waited`,
+        '-',
+        '+',
+      )) as [string, string[]][];
+      assert.deepEqual(
+        entries.map(([id, f]) => [id, f[f.indexOf('d') + 1]]),
+        [
+          [ok.body.ids![0], 'replicated'],
+          [retry.body.ids![0], 'pending'],
+        ],
+      );
+    } finally {
+      set.resume(set.dataPorts[1]!);
       await server.close();
       await set.stop();
     }

@@ -138,9 +138,13 @@ async function namedBy(
 /** How often an unconfirmed Sentinel connection asks the sentinels again. */
 const RECHECK_MS = 250;
 
+/** A majority that agrees this long is enough, whatever a sentinel left behind keeps saying. */
+const MAJORITY_AFTER_MS = 5000;
+
 /**
  * Whether a Sentinel connection reached the master the sentinels agree on. After each `ready` it
- * asks every sentinel: confirmed once every one that answers names the address it is connected to;
+ * asks every sentinel: confirmed once every one that answers names the address it is connected to
+ * (or a majority has for MAJORITY_AFTER_MS: a sentinel cut off from the others keeps its old view);
  * dropped (ioredis reconnects and asks again) once a majority of them names another; otherwise
  * asked again every 250 ms (sentinels agree within their 2 s hello period).
  */
@@ -159,7 +163,7 @@ class SentinelCheck {
     this.target = target;
     conn.on('ready', () => {
       this.revivals = 0;
-      void this.check(++this.round);
+      void this.check(++this.round, Date.now());
     });
     conn.on('close', () => {
       this.round++;
@@ -190,22 +194,24 @@ class SentinelCheck {
     for (const l of this.listeners) l();
   }
 
-  private async check(round: number): Promise<void> {
+  private async check(round: number, since: number): Promise<void> {
     const s = this.conn.stream;
     const at = `${plainIp(s?.remoteAddress ?? '')}:${s?.remotePort}`;
     const named = await Promise.all(this.target.sentinels.map((x) => namedBy(x, this.target)));
     if (round !== this.round || this.conn.status !== 'ready') return;
     const answers = named.filter((n) => n !== null);
-    const others = answers.filter((n) => n !== at).length;
-    if (answers.length > 0 && others === 0) {
+    const here = answers.filter((n) => n === at).length;
+    const others = answers.length - here;
+    const majority = this.target.sentinels.length / 2;
+    if ((here > 0 && others === 0) || (here > majority && Date.now() - since > MAJORITY_AFTER_MS)) {
       this.set(true);
       return;
     }
-    if (others > this.target.sentinels.length / 2) {
+    if (others > majority) {
       this.conn.disconnect(true); // a majority names another master: reconnect, ask again
       return;
     }
-    setTimeout(() => void this.check(round), RECHECK_MS).unref();
+    setTimeout(() => void this.check(round, since), RECHECK_MS).unref();
   }
 }
 

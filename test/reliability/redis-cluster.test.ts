@@ -1,7 +1,8 @@
 // The Redis broker on Redis Cluster (real redis-server processes made into a cluster by
 // `redis-cli --cluster create`, test/helpers/redis-ha.ts):
 // - 100 channels over every master, subscribers on two servers: live delivery, replay and a
-//   resume on the other server exact; idempotency keys and the channel bound across nodes;
+//   resume on the other server exact; idempotency keys and the channel bound across nodes; the
+//   channel API across nodes; a key of the wrong type fails its channel alone;
 // - resharding under publishing: a live channel's slot moves to another master (ASK while it is
 //   split, MOVED after): no publish refused, every event once, in order, the reader follows;
 // - kill -9 of one master (each master has a replica): its channels fail over and resume, the
@@ -134,6 +135,12 @@ describe('Redis broker on Redis Cluster', { skip: skip ?? false }, () => {
           );
           assert.notEqual(elsewhere.headers.get('idempotent-replayed'), 'true');
         }
+        // The channel API lists the channels of every master, with their history.
+        const page = (await (await fetch(`${a.base}/channels?limit=500&prefix=c`)).json()) as {
+          channels: { name: string; historyLength: number }[];
+        };
+        assert.equal(page.channels.length, 100);
+        assert.ok(page.channels.every((c) => c.historyLength >= 3));
         // Subscribers are counted across both servers by the channel API.
         await eventually(
           async () => {
@@ -169,6 +176,34 @@ describe('Redis broker on Redis Cluster', { skip: skip ?? false }, () => {
       } finally {
         await c.close();
         await d.close();
+      }
+    });
+
+    test('a channel key of the wrong type fails that channel alone', async () => {
+      const prefix = newPrefix();
+      const a = await clusterServer(cluster, prefix);
+      const good = new Subscriber(`${a.base}/sse/channels/good`);
+      const bad = new Subscriber(`${a.base}/sse/channels/bad`);
+      try {
+        await Promise.all([good.opened, bad.opened]);
+        await publishOk(a.base, 'bad', { data: 'before' });
+        await bad.waitFor(1);
+        const key = `${prefix}{bad}`;
+        const owner = await cluster.ownerOf(keySlot(key));
+        await redisCall(owner, 'DEL', key);
+        await redisCall(owner, 'SET', key, 'not a stream');
+        const refused = await publish(a.base, 'bad', { data: 'after' });
+        assert.equal(refused.status, 503);
+        assert.equal(refused.body.error, 'channel_unavailable');
+        await eventually(() => bad.ended || bad.aborted, 10_000, 'the bad stream to end');
+        assert.equal(bad.events.at(-1)?.event, 'unavailable');
+        await publishOk(a.base, 'good', { data: 'still' });
+        await good.waitFor(1);
+        assert.equal(await metricValue(a.base, 'sse_broker_up'), 1);
+      } finally {
+        good.close();
+        bad.close();
+        await a.close();
       }
     });
 

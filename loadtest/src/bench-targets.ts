@@ -1,12 +1,19 @@
 // The servers `npm run bench:fanout` measures, each started on a random port when its turn comes
-// and stopped after it: ours with the memory or the Redis broker, the receiver's ceiling (the
-// direct-send reference coalescing everything), the pre-framed node:http reference, the
-// direct-send reference (one write(2) per subscriber per event, like C epoll), naive express and
-// better-sse; or, with --url, one server that is already running.
+// and stopped after it: ours with the memory broker, the Redis broker on one redis-server, on a
+// Sentinel set (one master, one replica, three sentinels; waitReplicas 0 and 1) or on a Cluster
+// (three masters), the receiver's ceiling (the direct-send reference coalescing everything), the
+// pre-framed node:http reference, the direct-send reference (one write(2) per subscriber per event,
+// like C epoll), naive express and better-sse; or, with --url, one server that is already running.
 import { type SpawnedServer, spawnServer } from '../../services/shared/spawn-server.ts';
+import { startRedisCluster, startSentinelSet } from './redis-ha.ts';
 import { type RedisProcess, startRedis } from './redis-server.ts';
 
-export type Broker = 'memory' | 'redis' | 'both';
+/**
+ * Which of our servers: memory, redis (one redis-server), both (those two), sentinel (on Redis
+ * Sentinel, waitReplicas 0 and 1), cluster (on Redis Cluster), ha (redis, sentinel and cluster).
+ */
+export const BROKERS = ['memory', 'redis', 'both', 'sentinel', 'cluster', 'ha'] as const;
+export type Broker = (typeof BROKERS)[number];
 
 /** The publish token of the servers the bench starts. */
 export const BENCH_TOKEN = 'bench-token';
@@ -59,20 +66,94 @@ async function redisTarget() {
   }
 }
 
+/** Our server on a fresh Sentinel set (waitReplicas `wait`), stopped with it. */
+async function sentinelTarget(wait: number) {
+  const set = await startSentinelSet();
+  try {
+    const server = await serverTarget(
+      'services/server/src/main.ts',
+      set.env({ SSE_REDIS_WAIT_REPLICAS: String(wait) }),
+    );
+    return {
+      base: server.base,
+      stop: async () => {
+        await server.stop();
+        await set.stop();
+      },
+    };
+  } catch (err) {
+    await set.stop();
+    throw err;
+  }
+}
+
+/** Our server on a fresh three-master Redis Cluster, stopped with it. */
+async function clusterTarget() {
+  const cluster = await startRedisCluster({ masters: 3, replicas: 0 });
+  try {
+    const server = await serverTarget('services/server/src/main.ts', cluster.env());
+    return {
+      base: server.base,
+      stop: async () => {
+        await server.stop();
+        await cluster.stop();
+      },
+    };
+  } catch (err) {
+    await cluster.stop();
+    throw err;
+  }
+}
+
+/** Every one of our servers, with the brokers (--broker values) that include it. */
+const OURS: (TargetSpec & { brokers: readonly Broker[] })[] = [
+  {
+    name: 'ours-memory',
+    stream: true,
+    multiChannel: true,
+    brokers: ['memory', 'both'],
+    start: () => serverTarget('services/server/src/main.ts', { SSE_BROKER: 'memory' }),
+  },
+  {
+    name: 'ours-redis',
+    stream: false,
+    multiChannel: true,
+    brokers: ['redis', 'both', 'ha'],
+    start: redisTarget,
+  },
+  {
+    name: 'ours-sentinel',
+    stream: false,
+    multiChannel: true,
+    brokers: ['sentinel', 'ha'],
+    start: () => sentinelTarget(0),
+  },
+  {
+    name: 'ours-sentinel-wait1',
+    stream: false,
+    multiChannel: true,
+    brokers: ['sentinel', 'ha'],
+    start: () => sentinelTarget(1),
+  },
+  {
+    name: 'ours-cluster',
+    stream: false,
+    multiChannel: true,
+    brokers: ['cluster', 'ha'],
+    start: clusterTarget,
+  },
+];
+
+/** The --broker values that measure the server named `name` (empty for the references). */
+export function brokersOf(name: string): readonly Broker[] {
+  return OURS.find((o) => o.name === name)?.brokers ?? [];
+}
+
 /** Ours with the broker(s) asked for, then the receiver's ceiling, then the four references. */
 export function benchTargets(broker: Broker): TargetSpec[] {
-  const list: TargetSpec[] = [];
-  if (broker !== 'redis') {
-    list.push({
-      name: 'ours-memory',
-      stream: true,
-      multiChannel: true,
-      start: () => serverTarget('services/server/src/main.ts', { SSE_BROKER: 'memory' }),
-    });
-  }
-  if (broker !== 'memory') {
-    list.push({ name: 'ours-redis', stream: false, multiChannel: true, start: redisTarget });
-  }
+  const list: TargetSpec[] = OURS.filter((o) => o.brokers.includes(broker)).map(
+    ({ name, stream, multiChannel, start }) => ({ name, stream, multiChannel, start }),
+  );
   list.push(
     {
       name: CEILING,

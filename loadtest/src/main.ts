@@ -13,7 +13,7 @@ import {
 } from '../../services/shared/cli.ts';
 import { ConfigError } from '../../services/shared/config-file.ts';
 import { runBench } from './bench.ts';
-import { type Broker, benchTargets } from './bench-targets.ts';
+import { BROKERS, type Broker, benchTargets, brokersOf } from './bench-targets.ts';
 import { type LoadtestConfig, loadLoadtestConfig } from './config.ts';
 import { MAX_CHANNELS_PER_STREAM, RECEIVERS, type Receiver } from './fanout/rig.ts';
 import { green, log, red, yellow } from './output.ts';
@@ -43,8 +43,8 @@ const SCENARIOS = ['stream', 'fanout', 'connections', 'capacity', 'storm'] as co
 type Scenario = (typeof SCENARIOS)[number];
 
 export const USAGE = `usage: npm run loadtest -- --scenario <stream|fanout|connections|capacity|storm> [options]
-       npm run bench:fanout -- [--broker memory|redis|both] [--subscribers N] [--receiver raw]
-                               [--channels-per-stream N]
+       npm run bench:fanout -- [--broker memory|redis|both|sentinel|cluster|ha] [--subscribers N]
+                               [--receiver raw] [--channels-per-stream N]
        npm run loadtest -- --scenario storm --bench [--broker memory|redis|both] [--subscribers N]
 
   --scenario NAME       stream | fanout | connections | capacity | storm
@@ -77,11 +77,15 @@ export const USAGE = `usage: npm run loadtest -- --scenario <stream|fanout|conne
   --rounds N            run N times; figures are medians with min-max (default 1)
   --compare FILE        this run's figures beside an earlier report's: change, and whether it is
                         outside both runs' spread; also writes a comparison chart
-  --broker KIND         bench: memory | redis | both (redis starts redis-server on a random port)
+  --broker KIND         bench: memory | redis | both (redis starts redis-server on a random port);
+                        fan-out bench also: sentinel (a Sentinel set: master, replica, three
+                        sentinels; ours with waitReplicas 0 and 1) | cluster (three masters) |
+                        ha (redis, sentinel and cluster)
   --rates R,R,...       fan-out bench: the fixed points are --subscribers x each rate (default
                         1000 x 50/s and 5000 x 10/s)
   --servers A,B,...     fan-out bench: only these servers (ours-memory, ours-redis,
-                        receiver-ceiling, preframed, direct-send, express-naive, better-sse)
+                        ours-sentinel, ours-sentinel-wait1, ours-cluster, receiver-ceiling,
+                        preframed, direct-send, express-naive, better-sse)
   --out DIR             where reports go (default loadtest/results)
   --json                print the report as JSON on stdout (everything else on stderr)
   --bench               fanout: the fan-out benchmark (npm run bench:fanout); takes only --url
@@ -120,21 +124,35 @@ function scenarioFlag(raw: string | undefined, help: boolean): Scenario {
   return raw as Scenario;
 }
 
-/** --broker: memory, redis or both, and only with --bench; memory when not given. */
-function brokerFlag(raw: string | undefined, bench: boolean): Broker {
-  if (raw !== undefined && !['memory', 'redis', 'both'].includes(raw)) {
-    throw new UsageError(`--broker must be memory, redis or both, got "${raw}"`);
+/**
+ * --broker: memory, redis or both (any bench), sentinel, cluster or ha (the fan-out bench's), and
+ * only with --bench; memory when not given.
+ */
+function brokerFlag(raw: string | undefined, bench: boolean, scenario: Scenario): Broker {
+  const allowed: readonly string[] = scenario === 'storm' ? ['memory', 'redis', 'both'] : BROKERS;
+  if (raw !== undefined && !allowed.includes(raw)) {
+    if ((BROKERS as readonly string[]).includes(raw)) {
+      throw new UsageError(`--broker ${raw} goes with --scenario fanout --bench`);
+    }
+    const names = `${allowed.slice(0, -1).join(', ')} or ${allowed.at(-1)}`;
+    throw new UsageError(`--broker must be ${names}, got "${raw}"`);
   }
   if (raw !== undefined && !bench) throw new UsageError('--broker goes with --bench');
   return (raw ?? 'memory') as Broker;
 }
 
 /** Every server the fan-out bench knows, whatever the broker (--servers names them). */
-const SERVER_NAMES = benchTargets('both').map((t) => t.name);
+const SERVER_NAMES = [...new Set(BROKERS.flatMap((b) => benchTargets(b).map((t) => t.name)))];
 /** Those that serve several-channel streams (--channels-per-stream > 1). */
-const MULTI_CHANNEL_SERVERS = benchTargets('both')
-  .filter((t) => t.multiChannel)
-  .map((t) => t.name);
+const MULTI_CHANNEL_SERVERS = [
+  ...new Set(
+    BROKERS.flatMap((b) =>
+      benchTargets(b)
+        .filter((t) => t.multiChannel)
+        .map((t) => t.name),
+    ),
+  ),
+];
 
 /** Flags the bench does not take: it sets its own rates, durations and reports. */
 const NOT_WITH_BENCH = [
@@ -205,8 +223,9 @@ function serversFlag(raw: string | undefined, broker: Broker): string[] | undefi
       throw new UsageError(`--servers: unknown server "${name}" (${SERVER_NAMES.join(', ')})`);
     }
     if (!available.includes(name)) {
+      const with_ = brokersOf(name);
       throw new UsageError(
-        `--servers: ${name} needs --broker ${name.slice('ours-'.length)} or both`,
+        `--servers: ${name} needs --broker ${with_.slice(0, -1).join(', ')} or ${with_.at(-1)}`,
       );
     }
   }
@@ -330,7 +349,7 @@ function parse(argv: string[]) {
   fanoutBenchFlags(values, scenario, Boolean(values.bench));
   const receiver = receiverFlag(values.receiver, scenario, urls);
   const channelsPerStream = channelsPerStreamFlag(values['channels-per-stream'], scenario);
-  const broker = brokerFlag(values.broker, Boolean(values.bench));
+  const broker = brokerFlag(values.broker, Boolean(values.bench), scenario);
   const thresholds = thresholdFlags(values.threshold);
   const args = {
     help: Boolean(values.help),

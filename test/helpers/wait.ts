@@ -1,14 +1,15 @@
 // Polling with a deadline, for conditions that settle asynchronously.
 
-/** Waits until `check` is true, polling; throws after `timeoutMs`. */
+/** Waits until `check` is true, polling every `intervalMs`; throws after `timeoutMs`. */
 export async function eventually(
   check: () => boolean | Promise<boolean>,
   timeoutMs = 10_000,
   what = 'condition',
+  intervalMs = 10,
 ): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   while (!(await check())) {
     if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 10));
+    await new Promise((r) => setTimeout(r, intervalMs));
   }
 }

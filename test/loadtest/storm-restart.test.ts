@@ -136,6 +136,7 @@ describe('load-test harness: restart storm', () => {
       [['--p99-target-ms', '5'], /--p99-target-ms does not go with --scenario storm --bench/],
       [['--receiver', 'raw'], /--receiver does not go with --scenario storm --bench/],
       [['--broker', 'etcd'], /--broker must be memory, redis or both/],
+      [['--broker', 'cluster'], /--broker cluster goes with --scenario fanout --bench/],
     ];
     for (const [args, message] of cases) {
       const r = await runNode(

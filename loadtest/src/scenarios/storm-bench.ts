@@ -140,8 +140,9 @@ export async function runStormBench(options: StormBenchOptions): Promise<number>
     timeoutS: options.timeoutS ?? config.storm.timeout,
     workers: options.workers,
   };
+  // main.ts takes memory, redis or both for the storm bench.
   const brokers: ('memory' | 'redis')[] =
-    options.broker === 'both' ? ['memory', 'redis'] : [options.broker];
+    options.broker === 'both' ? ['memory', 'redis'] : [options.broker as 'memory' | 'redis'];
   const startedAt = new Date().toISOString();
   const figures: Figures = {};
   const warnings: string[] = [];

@@ -69,7 +69,7 @@ function createCore(config: ServerConfig, deps: ServerDeps): Core {
     (route) => streams.countByRoute(route),
     () => broker.up,
   );
-  const broker = deps.broker ?? createBroker(config, metrics);
+  const broker = deps.broker ?? createBroker(config, metrics, logger);
   const lifecycle = new Lifecycle();
   const streams = new OpenStreams(
     {

@@ -27,6 +27,58 @@ export function checkTrustProxy(entries: readonly string[]): void {
 
 const tokenSchema = z.string().max(4096);
 
+/** The Redis server used when neither a URL, nor sentinels, nor cluster nodes are configured. */
+export const DEFAULT_REDIS_URL = 'redis://127.0.0.1:6379';
+
+/** `host:port` (a name, an IPv4 address or a bracketed IPv6 address). */
+const hostPort = z
+  .string()
+  .regex(/^(\[[0-9A-Fa-f:.]+\]|[^\s:[\]]+):\d{1,5}$/, 'expected host:port')
+  .refine((s) => Number(s.slice(s.lastIndexOf(':') + 1)) <= 65535, 'port above 65535');
+
+interface BrokerShape {
+  type: 'memory' | 'redis';
+  url: string;
+  keyPrefix: string;
+  redis: { sentinels: string[]; cluster: string[]; password: string };
+}
+
+/**
+ * The Redis broker talks to exactly one of: one server (broker.url), a Sentinel set
+ * (broker.redis.sentinels) or a Cluster (broker.redis.cluster). Cluster keys carry the channel as a
+ * hash tag, so the prefix may not hold braces.
+ */
+function redisTargetProblems(broker: BrokerShape, ctx: z.RefinementCtx): void {
+  if (broker.type !== 'redis') return;
+  const set = [
+    broker.url !== '' ? 'broker.url [REDIS_URL]' : null,
+    broker.redis.sentinels.length > 0 ? 'broker.redis.sentinels [REDIS_SENTINELS]' : null,
+    broker.redis.cluster.length > 0 ? 'broker.redis.cluster [REDIS_CLUSTER_NODES]' : null,
+  ].filter((k) => k !== null);
+  if (set.length > 1) {
+    const at = broker.redis.cluster.length > 0 ? 'cluster' : 'sentinels';
+    ctx.addIssue({
+      code: 'custom',
+      path: ['broker', 'redis', at],
+      message: `set one of broker.url [REDIS_URL], broker.redis.sentinels [REDIS_SENTINELS] or broker.redis.cluster [REDIS_CLUSTER_NODES], not ${set.join(' and ')}`,
+    });
+  }
+  if (broker.redis.cluster.length > 0 && /[{}]/.test(broker.keyPrefix)) {
+    ctx.addIssue({
+      code: 'custom',
+      path: ['broker', 'keyPrefix'],
+      message: 'may not hold { or } with broker.redis.cluster (channels are hash tags)',
+    });
+  }
+  if (broker.url !== '' && broker.redis.password !== '') {
+    ctx.addIssue({
+      code: 'custom',
+      path: ['broker', 'redis', 'password'],
+      message: 'is for Sentinel and Cluster nodes; with broker.url put the password in the URL',
+    });
+  }
+}
+
 /** A cookie name (RFC 6265: an HTTP token). */
 const COOKIE_NAME = /^[!#$%&'*+.^_`|~0-9A-Za-z-]{1,64}$/;
 
@@ -143,10 +195,11 @@ export const serverConfigSchema = z
     broker: z
       .strictObject({
         type: z.enum(['memory', 'redis']).default('memory'),
+        // One Redis server; empty: DEFAULT_REDIS_URL unless Sentinel or Cluster is configured.
         url: z
           .string()
-          .regex(/^rediss?:\/\/\S+$/, 'expected a redis:// or rediss:// URL')
-          .default('redis://127.0.0.1:6379'),
+          .regex(/^(rediss?:\/\/\S+)?$/, 'expected a redis:// or rediss:// URL')
+          .default(''),
         keyPrefix: z.string().max(64).default('sse:'),
         redis: z
           .strictObject({
@@ -155,6 +208,17 @@ export const serverConfigSchema = z
             // Each replica's subscriber counts (GET /channels) live this long in Redis unless
             // refreshed: a replica that dies stops counting within it.
             presenceTtlMs: int(300, 600_000).default(15_000),
+            // Redis Sentinel: the sentinels to ask for the master named sentinelName.
+            sentinels: z.array(hostPort).default([]),
+            sentinelName: z.string().min(1).max(256).default('mymaster'),
+            sentinelPassword: tokenSchema.default(''),
+            // Redis Cluster: seed nodes (any of the cluster's nodes; the rest is discovered).
+            cluster: z.array(hostPort).default([]),
+            // The data nodes' password with Sentinel or Cluster (REDIS_URL carries its own).
+            password: tokenSchema.default(''),
+            // A publish is acknowledged once WAIT saw its entries on this many replicas.
+            waitReplicas: int(0, 16).default(0),
+            waitTimeoutMs: int(1, 10_000).default(500),
           })
           .prefault({}),
       })
@@ -165,6 +229,7 @@ export const serverConfigSchema = z
     auth: authSchema,
   })
   .superRefine((c, ctx) => {
+    redisTargetProblems(c.broker, ctx);
     if (c.broker.redis.maxStreamLength < c.channels.historySize) {
       ctx.addIssue({
         code: 'custom',
@@ -172,6 +237,11 @@ export const serverConfigSchema = z
         message: `must be at least channels.historySize (${c.channels.historySize})`,
       });
     }
+  })
+  .transform((c) => {
+    const { url, redis } = c.broker;
+    if (url !== '' || redis.sentinels.length > 0 || redis.cluster.length > 0) return c;
+    return { ...c, broker: { ...c.broker, url: DEFAULT_REDIS_URL } };
   });
 
 export type ServerConfig = z.output<typeof serverConfigSchema>;
@@ -213,6 +283,13 @@ export const serverEnv: Record<string, EnvBinding> = {
   SSE_REDIS_TRIM_GRACE_MS: { key: 'broker.redis.trimGraceMs', kind: 'int' },
   SSE_REDIS_MAX_STREAM_LENGTH: { key: 'broker.redis.maxStreamLength', kind: 'int' },
   SSE_REDIS_PRESENCE_TTL_MS: { key: 'broker.redis.presenceTtlMs', kind: 'int' },
+  REDIS_SENTINELS: { key: 'broker.redis.sentinels', kind: 'list' },
+  REDIS_SENTINEL_NAME: { key: 'broker.redis.sentinelName', kind: 'string' },
+  REDIS_SENTINEL_PASSWORD: { key: 'broker.redis.sentinelPassword', kind: 'string' },
+  REDIS_CLUSTER_NODES: { key: 'broker.redis.cluster', kind: 'list' },
+  REDIS_PASSWORD: { key: 'broker.redis.password', kind: 'string' },
+  SSE_REDIS_WAIT_REPLICAS: { key: 'broker.redis.waitReplicas', kind: 'int' },
+  SSE_REDIS_WAIT_TIMEOUT_MS: { key: 'broker.redis.waitTimeoutMs', kind: 'int' },
   SSE_PUBLISH_TOKEN: { key: 'publish.token', kind: 'string' },
   SSE_SUBSCRIBE_TOKEN: { key: 'subscribe.token', kind: 'string' },
   SSE_ADMIN_TOKEN: { key: 'auth.adminToken', kind: 'string' },
@@ -230,8 +307,11 @@ export const serverEnv: Record<string, EnvBinding> = {
 /** Keys whose values never appear in a config error (they are secrets). */
 export const sensitiveServerKeys: readonly string[] = [
   'auth.jwt.secret',
+  'auth.adminToken',
   'publish.token',
   'subscribe.token',
+  'broker.redis.sentinelPassword',
+  'broker.redis.password',
 ];
 
 export const defaultConfigFile = fileURLToPath(

@@ -55,6 +55,8 @@ interface DeliveryMetrics {
 interface BrokerMetrics {
   brokerErrors: Counter<'op'>;
   brokerPublishDuration: Histogram;
+  /** Redis master switches seen (Sentinel promoted a replica; a Cluster replica took over slots). */
+  brokerFailovers: Counter;
 }
 
 /** Token checks that refused a request (401 or 403), by reason. */
@@ -218,7 +220,12 @@ function brokerMetrics(registers: Registers, brokerUp: () => boolean): BrokerMet
     buckets: [0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5],
     registers,
   });
-  return { brokerErrors, brokerPublishDuration };
+  const brokerFailovers = new Counter({
+    name: 'sse_broker_failovers_total',
+    help: 'Redis master switches seen by this replica (Sentinel failover, Cluster replica promoted).',
+    registers,
+  });
+  return { brokerErrors, brokerPublishDuration, brokerFailovers };
 }
 
 function authMetrics(registers: Registers): AuthMetrics {

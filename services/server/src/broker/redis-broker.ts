@@ -1,16 +1,23 @@
-// The Redis Streams broker: a channel is the stream `<keyPrefix><channel>`; its entries are the
-// history of record, shared by every replica and kept across restarts.
+// The Redis Streams broker: a channel is a stream (`<keyPrefix><channel>`, with Redis Cluster
+// `<keyPrefix>{<channel>}`, redis-keys.ts); its entries are the history of record, shared by every
+// replica and kept across restarts.
 //   publish  one Lua script (redis-scripts.ts): idempotency key, channel bound, XADD with the
-//            channel's sequence number, trimming that never outruns a reader, expiry
+//            channel's sequence number, trimming that never outruns a reader, expiry; with
+//            broker.redis.waitReplicas, `WAIT` on the same connection before the answer
 //   replay   XINFO STREAM + XREVRANGE in one MULTI, one read for every resumer waiting on the
 //            channel (redis-replay.ts), at most historySize events
-//   live     one dedicated connection per replica loops on XREAD BLOCK over every joined stream
-//            (redis-reader.ts); the hub fans the events out as with the memory broker
+//   live     one server or Sentinel: one dedicated connection per replica loops on XREAD BLOCK over
+//            every joined stream (redis-reader.ts); Cluster: per master, a sharded Pub/Sub doorbell
+//            and non-blocking reads of the channels that rang (redis-cluster-reader.ts); the hub
+//            fans the events out as with the memory broker
 //   health   PING probes and the reader's progress (redis-health.ts): `up` turns false within
-//            about two seconds of Redis not answering
+//            about two seconds of Redis not answering (Cluster: of no master answering)
+// Where Redis is (one server, a Sentinel set, a Cluster) is redis-connection.ts's concern: after a
+// failover every connection finds the new master by itself, and the readers resume from their
+// cursors there (entries the new master lacks become a reset for the live subscribers).
 // Ids are Redis's own entry ids. Commands fail fast while Redis is unreachable (no offline queue):
 // publish and replay answer 503, open streams stay, and the reader resumes from its cursors.
-import type { Redis } from 'ioredis';
+import type { Cluster, Redis } from 'ioredis';
 import type { BrokerOp } from '../metrics.ts';
 import {
   type Broker,
@@ -37,15 +44,39 @@ import {
 } from './event-id.ts';
 import { frameEvent, frameReset } from './framed-event.ts';
 import { type IdempotencyRecord, readRecord } from './idempotency-store.ts';
-import { redisConnection } from './redis-connection.ts';
-import { RedisHealth } from './redis-health.ts';
-import { type Gap, RedisReader, type StreamEntry } from './redis-reader.ts';
+import { ClusterReader, XINFO_LUA } from './redis-cluster-reader.ts';
+import {
+  clusterConnection,
+  endConnection,
+  masterConfirmed,
+  onMasterConfirmed,
+  type RedisTarget,
+  redisConnection,
+  targetDelay,
+} from './redis-connection.ts';
+import {
+  type Gap,
+  infoField,
+  type LiveReader,
+  type ReaderEvents,
+  type StreamEntry,
+} from './redis-cursors.ts';
+import { ClusterHealth, RedisHealth } from './redis-health.ts';
+import { RedisKeys } from './redis-keys.ts';
+import { RedisReader } from './redis-reader.ts';
 import { ReplayReads, type ReplayWindow } from './redis-replay.ts';
-import { type PublishReply, type PublishScriptArgs, publishScript } from './redis-scripts.ts';
+import {
+  type PublishReply,
+  type PublishResult,
+  type PublishScriptArgs,
+  publishScript,
+  REGISTER_LUA,
+} from './redis-scripts.ts';
+import { type RedisTopology, watchCluster, watchMaster } from './redis-topology.ts';
 import type { RecordState } from './resume.ts';
 
 export interface RedisBrokerOptions {
-  url: string;
+  target: RedisTarget;
   keyPrefix: string;
   historySize: number;
   historyTtlMs: number;
@@ -55,14 +86,26 @@ export interface RedisBrokerOptions {
   maxStreamLength: number;
   maxChannels: number;
   idempotency: { ttlMs: number; leaseMs: number };
+  /** Acknowledge a publish only once WAIT counted this many replicas (0: no WAIT). */
+  waitReplicas: number;
+  waitTimeoutMs: number;
   /** Counts a failed Redis operation (sse_broker_errors_total{op}). */
   onError?: (op: BrokerOp) => void;
+  /** The master(s) the broker talks to, once at each change (logged; failovers counted). */
+  onTopology?: (topology: RedisTopology) => void;
 }
 
 /** History reads in flight at once across channels (the rest wait their turn). */
 const REPLAY_CONCURRENCY = 4;
 /** A stream key lives this long past the history's age bound after its last publish. */
 const KEY_GRACE_MS = 60_000;
+/**
+ * Redis Cluster: a replica registers a channel in the registry (the channel bound) at most this
+ * often; the registry's score runs this much past the stream's expiry, so it never undercounts.
+ */
+const REGISTRY_REFRESH_MS = 5000;
+/** Command timeout; a publish that waits for replicas gets its WAIT timeout on top. */
+const COMMAND_TIMEOUT_MS = 2000;
 
 /** An entry's SSE bytes, or null when the entry is not one of ours (no valid id). */
 function toFramed(entry: StreamEntry): FramedEvent | null {
@@ -87,9 +130,123 @@ function framedAll(entries: readonly StreamEntry[]): FramedEvent[] {
   return out;
 }
 
-/** The error means Redis never got the command (nothing can have been stored). */
+/**
+ * The error means Redis never ran the command (nothing can have been stored): never sent, refused
+ * by a replica (READONLY: a demoted master) or redirected by the cluster every time.
+ */
 function neverSent(err: unknown): boolean {
-  return /isn't writeable|Connection is closed\.$/.test((err as Error).message ?? '');
+  const message = (err as Error).message ?? '';
+  return (
+    /isn't writeable|Connection is closed\.$|Cluster isn't ready|Too many Cluster redirections/.test(
+      message,
+    ) || /^(READONLY|MOVED|ASK|TRYAGAIN|CLUSTERDOWN|LOADING|MASTERDOWN)/.test(message)
+  );
+}
+
+type InfoCaller = (key: string) => Promise<unknown>;
+
+/** The connections of one Redis layout: commands, the live reader, readiness. */
+interface Link {
+  readonly cmd: Redis | Cluster;
+  readonly reader: LiveReader;
+  /** XINFO STREAM of a key (through a script with Cluster: XINFO names no key ioredis routes by). */
+  readonly xinfo: InfoCaller;
+  /** Every connection ready and Redis answering. */
+  up(): boolean;
+  start(): Promise<void>;
+  stop(): Promise<void>;
+}
+
+/** One server or a Sentinel set: a command connection and the blocking reader's. */
+function masterLink(
+  target: Exclude<RedisTarget, { kind: 'cluster' }>,
+  keys: RedisKeys,
+  events: ReaderEvents,
+  commandTimeout: number,
+  changed: () => void,
+  topology: (t: RedisTopology) => void,
+): Link {
+  const cmd = redisConnection(target, 'http-sse:cmd', { commandTimeout });
+  const reader = new RedisReader(
+    redisConnection(target, 'http-sse:reader'),
+    cmd,
+    keys,
+    events,
+    targetDelay(target),
+  );
+  const health = new RedisHealth(cmd, reader, changed);
+  for (const conn of [cmd, reader.conn]) {
+    conn.on('ready', changed);
+    conn.on('close', changed);
+    conn.on('error', () => {}); // state changes are reported through 'close'/'ready'
+    onMasterConfirmed(conn, changed);
+  }
+  watchMaster(cmd, target.kind, topology);
+  return {
+    cmd,
+    reader,
+    xinfo: (key) => cmd.call('XINFO', ['STREAM', key]),
+    up: () =>
+      cmd.status === 'ready' &&
+      reader.conn.status === 'ready' &&
+      masterConfirmed(cmd) &&
+      masterConfirmed(reader.conn) &&
+      health.ok,
+    async start() {
+      // A failed first attempt is not fatal: ioredis keeps retrying and `up` reports it.
+      await Promise.allSettled([cmd.connect(), reader.conn.connect()]);
+      reader.start();
+      health.start();
+    },
+    async stop() {
+      health.stop();
+      await reader.stop();
+      endConnection(cmd);
+    },
+  };
+}
+
+/** Redis Cluster: a command client, and the reader's own client and doorbells. */
+function clusterLink(
+  target: Extract<RedisTarget, { kind: 'cluster' }>,
+  keys: RedisKeys,
+  events: ReaderEvents,
+  commandTimeout: number,
+  changed: () => void,
+  topology: (t: RedisTopology) => void,
+): Link {
+  const cmd = clusterConnection(target, 'http-sse:cmd', { commandTimeout });
+  const readerClient = clusterConnection(target, 'http-sse:reader', {
+    commandTimeout: COMMAND_TIMEOUT_MS,
+  });
+  const reader = new ClusterReader(readerClient, keys, target.password, events);
+  const health = new ClusterHealth(cmd, changed);
+  for (const c of [cmd, readerClient]) {
+    c.on('ready', changed);
+    c.on('close', changed);
+    c.on('end', changed);
+    c.on('error', () => {}); // reported through readiness and the probes
+    c.on('node error', () => {});
+  }
+  cmd.defineCommand('httpSseXinfo', { lua: XINFO_LUA, numberOfKeys: 1 });
+  const xinfo = (cmd as unknown as Record<string, InfoCaller>).httpSseXinfo!.bind(cmd);
+  watchCluster(cmd, topology);
+  return {
+    cmd,
+    reader,
+    xinfo,
+    up: () => cmd.status === 'ready' && readerClient.status === 'ready' && health.ok,
+    async start() {
+      await Promise.allSettled([cmd.connect(), readerClient.connect()]);
+      reader.start();
+      health.start();
+    },
+    async stop() {
+      health.stop();
+      await reader.stop();
+      cmd.disconnect();
+    },
+  };
 }
 
 const NO_RECORD: RecordState = { oldest: null, last: null, maxDeleted: null };
@@ -97,11 +254,14 @@ const NO_RECORD: RecordState = { oldest: null, last: null, maxDeleted: null };
 export class RedisBroker implements Broker {
   readonly type = 'redis';
   private readonly options: RedisBrokerOptions;
-  private readonly cmd: Redis;
-  private readonly reader: RedisReader;
-  private readonly health: RedisHealth;
+  private readonly keys: RedisKeys;
+  private readonly link: Link;
+  private readonly cmd: Redis | Cluster;
+  private readonly reader: LiveReader;
   private readonly replays: ReplayReads;
-  private readonly runPublish: (a: PublishScriptArgs) => Promise<PublishReply>;
+  private readonly runPublish: (a: PublishScriptArgs) => Promise<PublishResult>;
+  /** Redis Cluster: when this replica last registered each channel (the channel bound). */
+  private readonly registered = new Map<string, number>();
   private listener: BrokerListener | null = null;
   private readonly stateListeners: BrokerStateListener[] = [];
   private readonly faultListeners: ChannelFaultListener[] = [];
@@ -112,19 +272,29 @@ export class RedisBroker implements Broker {
 
   constructor(options: RedisBrokerOptions) {
     this.options = options;
-    this.cmd = redisConnection(options.url, 'http-sse:cmd', { commandTimeout: 2000 });
-    this.runPublish = publishScript(this.cmd);
-    this.reader = new RedisReader(
-      redisConnection(options.url, 'http-sse:reader'),
-      this.cmd,
-      options.keyPrefix,
-      {
-        deliver: (channel, entries, gap) => this.deliver(channel, entries, gap),
-        fault: (channel, why) => this.fault(channel, why),
-        error: () => options.onError?.('read'),
+    const { target } = options;
+    this.keys = new RedisKeys(options.keyPrefix, target.kind === 'cluster');
+    const events: ReaderEvents = {
+      deliver: (channel, entries, gap) => this.deliver(channel, entries, gap),
+      fault: (channel, why) => {
+        this.fault(channel, why);
       },
+      error: () => options.onError?.('read'),
+    };
+    const waits = options.waitReplicas > 0;
+    const commandTimeout = COMMAND_TIMEOUT_MS + (waits ? options.waitTimeoutMs : 0);
+    const changed = () => this.stateChanged();
+    const topology = (t: RedisTopology) => options.onTopology?.(t);
+    this.link =
+      target.kind === 'cluster'
+        ? clusterLink(target, this.keys, events, commandTimeout, changed, topology)
+        : masterLink(target, this.keys, events, commandTimeout, changed, topology);
+    this.cmd = this.link.cmd;
+    this.reader = this.link.reader;
+    this.runPublish = publishScript(
+      this.cmd,
+      waits ? { replicas: options.waitReplicas, timeoutMs: options.waitTimeoutMs } : null,
     );
-    this.health = new RedisHealth(this.cmd, this.reader, () => this.stateChanged());
     this.replays = new ReplayReads(
       (ch, from) => this.readWindow(ch, from),
       (ch, last) => {
@@ -133,15 +303,10 @@ export class RedisBroker implements Broker {
       },
       REPLAY_CONCURRENCY,
     );
-    for (const conn of [this.cmd, this.reader.conn]) {
-      conn.on('ready', () => this.stateChanged());
-      conn.on('close', () => this.stateChanged());
-      conn.on('error', () => {}); // state changes are reported through 'close'/'ready'
-    }
   }
 
   get up(): boolean {
-    return this.cmd.status === 'ready' && this.reader.conn.status === 'ready' && this.health.ok;
+    return this.link.up();
   }
 
   private stateChanged(): void {
@@ -163,24 +328,8 @@ export class RedisBroker implements Broker {
     this.faultListeners.push(listener);
   }
 
-  async start(): Promise<void> {
-    // A failed first attempt is not fatal: ioredis keeps retrying and `up` reports it.
-    await Promise.allSettled([this.cmd.connect(), this.reader.conn.connect()]);
-    this.reader.start();
-    this.health.start();
-  }
-
-  private key(channel: string): string {
-    return this.options.keyPrefix + channel;
-  }
-
-  /** Keys that are not streams hold a `#`, which channel names never do. */
-  private registryKey(): string {
-    return `${this.options.keyPrefix}#channels`;
-  }
-
-  private recordKey(channel: string, key: string): string {
-    return `${this.options.keyPrefix}#idem:${channel}#${key}`;
+  start(): Promise<void> {
+    return this.link.start();
   }
 
   private unavailable(
@@ -205,6 +354,38 @@ export class RedisBroker implements Broker {
     if (this.faulted.delete(channel)) for (const l of this.faultListeners) l(channel, null);
   }
 
+  /**
+   * Redis Cluster: the channel bound as its own step before the publish script (the registry
+   * cannot share every channel's slot). Skipped for a channel this replica registered within
+   * REGISTRY_REFRESH_MS, whose registry score still runs past its stream's expiry.
+   */
+  private async register(channel: string): Promise<void> {
+    const now = Date.now();
+    const at = this.registered.get(channel);
+    if (at !== undefined && now - at < REGISTRY_REFRESH_MS) return;
+    const o = this.options;
+    let ok: unknown;
+    try {
+      ok = await this.cmd.eval(
+        REGISTER_LUA,
+        1,
+        this.keys.registry,
+        channel,
+        o.maxChannels,
+        o.historyTtlMs + KEY_GRACE_MS + REGISTRY_REFRESH_MS,
+      );
+    } catch (err) {
+      throw this.unavailable('publish', err, 'not_published');
+    }
+    if (Number(ok) !== 1) throw new ChannelLimitError(o.maxChannels);
+    if (this.registered.size >= 100_000) {
+      for (const [name, t] of this.registered) {
+        if (now - t >= REGISTRY_REFRESH_MS) this.registered.delete(name);
+      }
+    }
+    this.registered.set(channel, now);
+  }
+
   async publish(
     channel: string,
     events: readonly EventInput[],
@@ -217,12 +398,13 @@ export class RedisBroker implements Broker {
       fields[2 * i] = events[i]!.event ?? '';
       fields[2 * i + 1] = events[i]!.data;
     }
-    let reply: PublishReply;
+    if (this.keys.cluster) await this.register(channel);
+    let result: PublishResult;
     try {
-      reply = await this.runPublish({
-        stream: this.key(channel),
-        registry: this.registryKey(),
-        record: idempotency === undefined ? null : this.recordKey(channel, idempotency.key),
+      result = await this.runPublish({
+        stream: this.keys.stream(channel),
+        registry: this.keys.cluster ? null : this.keys.registry,
+        record: idempotency === undefined ? null : this.keys.record(channel, idempotency.key),
         channel,
         maxChannels: o.maxChannels,
         historySize: o.historySize,
@@ -233,10 +415,25 @@ export class RedisBroker implements Broker {
         fingerprint: idempotency?.fingerprint ?? '',
         idempotencyTtlMs: o.idempotency.ttlMs,
         leaseMs: o.idempotency.leaseMs,
+        notify: this.keys.cluster,
         fields,
       });
     } catch (err) {
       throw this.unavailable('publish', err, neverSent(err) ? 'not_published' : 'unknown');
+    }
+    const { reply, replicas } = result;
+    if (
+      replicas !== null &&
+      replicas < o.waitReplicas &&
+      (reply[0] === 'ok' || reply[0] === 'dup')
+    ) {
+      // Stored on the master, not (yet) on enough replicas: a failover now could lose it. The
+      // retry with the same Idempotency-Key finds the record and waits again.
+      throw this.unavailable(
+        'publish',
+        new Error(`WAIT counted ${replicas} of ${o.waitReplicas} replicas`),
+        'unknown',
+      );
     }
     return this.publishOutcome(channel, reply, idempotency);
   }
@@ -272,7 +469,7 @@ export class RedisBroker implements Broker {
   settleIdempotent(channel: string, key: string, answer: PublishAnswer): void {
     if (!this.up) return; // the record's lease runs out: retries then get the ids, 0 subscribers
     void this.cmd
-      .eval(SETTLE_LUA, 1, this.recordKey(channel, key), answer.subscribers)
+      .eval(SETTLE_LUA, 1, this.keys.record(channel, key), answer.subscribers)
       .catch(() => this.options.onError?.('publish'));
   }
 
@@ -286,7 +483,7 @@ export class RedisBroker implements Broker {
    * state whenever the read reached the window's start.
    */
   private async readWindow(channel: string, from: EventId | null): Promise<ReplayWindow> {
-    const key = this.key(channel);
+    const key = this.keys.stream(channel);
     const size = this.options.historySize;
     const start = from === null ? '-' : `(${formatEventId(from)}`;
     let replies: [Error | null, unknown][] | null;
@@ -334,7 +531,7 @@ export class RedisBroker implements Broker {
     if (!this.up) throw new BrokerUnavailableError('redis is unreachable');
     let info: unknown;
     try {
-      info = await this.cmd.call('XINFO', ['STREAM', this.key(channel)]);
+      info = await this.link.xinfo(this.keys.stream(channel));
     } catch (err) {
       const message = (err as Error).message;
       if (/no such key/i.test(message)) return this.reader.add(channel, ZERO_ID, 0);
@@ -356,8 +553,8 @@ export class RedisBroker implements Broker {
     const events = framedAll(entries);
     if (events.length === 0) return;
     if (gap !== null) {
-      // Entries after gap.after were trimmed before this replica read them: the subscribers who
-      // were live here learn it before any later event.
+      // Entries after gap.after were trimmed (or lost in a failover) before this replica read
+      // them: the subscribers who were live here learn it before any later event.
       const floor = previousId(events[0]!);
       events.unshift(frameReset('history_exceeded', gap.after, floor));
     }
@@ -367,9 +564,7 @@ export class RedisBroker implements Broker {
   async close(): Promise<void> {
     this.closed = true;
     this.listener = null;
-    this.health.stop();
-    await this.reader.stop();
-    this.cmd.disconnect();
+    await this.link.stop();
   }
 }
 
@@ -384,10 +579,7 @@ redis.call('SET', KEYS[1], cjson.encode(old), 'KEEPTTL')
 return 1
 `;
 
-function field(info: unknown[], name: string): unknown {
-  for (let i = 0; i + 1 < info.length; i += 2) if (info[i] === name) return info[i + 1];
-  return undefined;
-}
+const field = infoField;
 
 function streamLength(info: unknown[]): number {
   return Number(field(info, 'length'));

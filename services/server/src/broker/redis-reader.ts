@@ -1,73 +1,35 @@
-// Live delivery for the Redis broker: one dedicated connection per replica loops on
+// Live delivery for the Redis broker on one server or Sentinel: one dedicated connection per
+// replica loops on
 //   XREAD BLOCK <ms> COUNT <n> STREAMS <every joined stream> <its cursor>
 // and hands each batch to the hub. A cursor is the last id delivered for its stream, so after a
 // Redis outage the loop resumes exactly where it stopped.
 //
-// Every entry carries its sequence number in the channel (field n, see redis-scripts.ts), so the
-// reader knows when entries it never read were trimmed away (the first entry it reads is not the
-// one after its cursor): it hands the hub a gap, which becomes an `event: reset` for the live
-// subscribers before the later events. A sequence that starts again (the stream expired and was
-// made anew, or Redis lost it) is a gap too, unless the reader stayed connected since it last
-// delivered on that channel (then it read every entry the old stream had).
+// Gaps (entries trimmed or lost before this replica read them) are found by the entries' sequence
+// numbers (redis-cursors.ts) and become an `event: reset` for the live subscribers before the later
+// events. After a failover (Sentinel) the connection follows the new master by itself and the loop
+// resumes from its cursors there: entries the new master lacks show as a sequence that restarted.
 //
 // A key that holds another type fails XREAD for every stream in the call: the reader finds the
 // culprit, stops reading it and reports the channel, and the others keep flowing.
 import type { Redis } from 'ioredis';
-import { compareIds, type EventId, formatEventId, parseEventId } from './event-id.ts';
-import { reconnectDelay } from './redis-connection.ts';
-
-/** An XRANGE/XREAD entry: [id, [field, value, ...]]. */
-export type StreamEntry = [string, string[]];
-
-/** Entries lost before `after` was followed by the first delivered entry. */
-export interface Gap {
-  /** The last id this replica delivered on the channel before the gap. */
-  readonly after: string;
-}
-
-export interface ReaderEvents {
-  deliver(channel: string, entries: StreamEntry[], gap: Gap | null): void;
-  /** The channel's key holds another type: it is no longer read. */
-  fault(channel: string, why: string): void;
-  /** A failed read (counted in sse_broker_errors_total{op="read"}). */
-  error(): void;
-}
+import type { EventId } from './event-id.ts';
+import { endConnection, masterConfirmed } from './redis-connection.ts';
+import { Cursors, type LiveReader, type ReaderEvents, type StreamEntry } from './redis-cursors.ts';
+import type { RedisKeys } from './redis-keys.ts';
 
 export const BLOCK_MS = 1000;
 const COUNT = 1000;
 
-interface Cursor {
-  /** The last id delivered. */
-  id: string;
-  /** Its sequence number in the channel (entries-added when joined); null when unknown. */
-  n: number | null;
-  /** The reader's connection epoch when `n` was last confirmed. */
-  epoch: number;
-}
-
-/** The n field of an entry, or null (entries written before sequence numbers). */
-function entrySeq(entry: StreamEntry): number | null {
-  const fields = entry[1];
-  for (let i = 0; i + 1 < fields.length; i += 2) {
-    if (fields[i] === 'n') {
-      const n = Number(fields[i + 1]);
-      return Number.isSafeInteger(n) ? n : null;
-    }
-  }
-  return null;
-}
-
-export class RedisReader {
+export class RedisReader implements LiveReader {
   readonly conn: Redis;
   private readonly control: Redis;
-  private readonly prefix: string;
+  private readonly keys: RedisKeys;
   private readonly on: ReaderEvents;
-  private readonly cursors = new Map<string, Cursor>();
+  private readonly backoff: (failures: number) => number;
+  private readonly cursors = new Cursors();
   private running = false;
   private loop: Promise<void> | null = null;
   private clientId: number | null = null;
-  /** Bumped on every connection close: a cursor confirmed in an older epoch may have missed a loss. */
-  private epoch = 0;
   private checkedEpoch = 0;
   /** Bumped on every join; a read started before the latest bump is woken. */
   private generation = 0;
@@ -76,14 +38,21 @@ export class RedisReader {
   /** Date.now() when the XREAD under way was sent; 0 when none is (for the health check). */
   busySince = 0;
 
-  constructor(conn: Redis, control: Redis, prefix: string, on: ReaderEvents) {
+  constructor(
+    conn: Redis,
+    control: Redis,
+    keys: RedisKeys,
+    on: ReaderEvents,
+    backoff: (failures: number) => number,
+  ) {
     this.conn = conn;
     this.control = control;
-    this.prefix = prefix;
+    this.keys = keys;
     this.on = on;
+    this.backoff = backoff;
     conn.on('close', () => {
       this.clientId = null;
-      this.epoch++;
+      this.cursors.epoch++;
     });
   }
 
@@ -92,13 +61,11 @@ export class RedisReader {
   }
 
   cursor(channel: string): EventId | null {
-    const c = this.cursors.get(channel);
-    return c === undefined ? null : parseEventId(c.id);
+    return this.cursors.cursor(channel);
   }
 
-  /** Reads the channel's stream from after `after` (whose sequence number is `n`) on. */
   add(channel: string, after: EventId, n: number | null): EventId {
-    this.cursors.set(channel, { id: formatEventId(after), n, epoch: this.epoch });
+    this.cursors.set(channel, after, n);
     this.generation++;
     this.kick();
     return after;
@@ -117,7 +84,7 @@ export class RedisReader {
   async stop(): Promise<void> {
     this.running = false;
     this.wake?.();
-    this.conn.disconnect();
+    endConnection(this.conn);
     await this.loop;
   }
 
@@ -142,68 +109,28 @@ export class RedisReader {
   }
 
   /**
-   * Delivers the entries after the channel's cursor and moves the cursor to the last one. The
-   * cursor may have changed while the read was under way (the channel was left, or left and
-   * joined again from a newer id): entries at or before it are not delivered twice.
-   */
-  private advance(channel: string, entries: StreamEntry[]): void {
-    const cursor = this.cursors.get(channel);
-    const at = cursor === undefined ? null : parseEventId(cursor.id);
-    if (cursor === undefined || at === null) return;
-    let from = 0;
-    while (from < entries.length) {
-      const id = parseEventId(entries[from]![0]);
-      if (id !== null && compareIds(id, at) > 0) break;
-      from++;
-    }
-    if (from === entries.length) return;
-    const fresh = from === 0 ? entries : entries.slice(from);
-    const gap = this.gapBefore(cursor, entrySeq(fresh[0]!)) ? { after: cursor.id } : null;
-    const last = fresh[fresh.length - 1]!;
-    cursor.id = last[0];
-    cursor.n = entrySeq(last);
-    cursor.epoch = this.epoch;
-    this.on.deliver(channel, fresh, gap);
-  }
-
-  /** True when entries between the cursor and the next entry read (sequence `next`) were lost. */
-  private gapBefore(cursor: Cursor, next: number | null): boolean {
-    if (cursor.n === null || next === null) return false;
-    if (next === cursor.n + 1) return false;
-    if (next > cursor.n + 1) return true;
-    // The sequence started again: a new stream under the key. Nothing was missed only if the
-    // reader has been connected since it confirmed its cursor (it read the old stream to the end).
-    return cursor.epoch !== this.epoch;
-  }
-
-  /**
    * After a reconnect: a cursor whose stream still ends where it stopped is confirmed (so a later
    * new stream under its key is no gap); the others keep their old epoch.
    */
   private async confirmCursors(): Promise<void> {
-    if (this.checkedEpoch === this.epoch) return;
-    const epoch = this.epoch;
-    const names = [...this.cursors.keys()];
+    const epoch = this.cursors.epoch;
+    if (this.checkedEpoch === epoch) return;
+    const names = [...this.cursors.channels()];
     const tx = this.conn.pipeline();
-    for (const name of names) tx.call('XINFO', ['STREAM', this.prefix + name]);
+    for (const name of names) tx.call('XINFO', ['STREAM', this.keys.stream(name)]);
     const replies = (await tx.exec()) ?? [];
     names.forEach((name, i) => {
       const [err, info] = replies[i] ?? [null, null];
-      const cursor = this.cursors.get(name);
-      if (err || cursor === undefined || !Array.isArray(info)) return;
-      const field = (key: string) => info[info.indexOf(key) + 1];
-      if (field('last-generated-id') === cursor.id && Number(field('entries-added')) === cursor.n) {
-        cursor.epoch = epoch;
-      }
+      if (!err) this.cursors.confirm(name, info, epoch);
     });
     this.checkedEpoch = epoch;
   }
 
   /** XREAD failed with WRONGTYPE: stops reading the keys of another type; returns how many. */
   private async isolateWrongTypes(): Promise<number> {
-    const names = [...this.cursors.keys()];
+    const names = [...this.cursors.channels()];
     const tx = this.conn.pipeline();
-    for (const name of names) tx.call('TYPE', [this.prefix + name]);
+    for (const name of names) tx.call('TYPE', [this.keys.stream(name)]);
     const replies = (await tx.exec()) ?? [];
     let found = 0;
     names.forEach((name, i) => {
@@ -222,9 +149,9 @@ export class RedisReader {
     await this.confirmCursors();
     const keys: string[] = [];
     const ids: string[] = [];
-    for (const [channel, cursor] of this.cursors) {
-      keys.push(this.prefix + channel);
-      ids.push(cursor.id);
+    for (const channel of this.cursors.channels()) {
+      keys.push(this.keys.stream(channel));
+      ids.push(this.cursors.idOf(channel)!);
     }
     if (keys.length === 0) return;
     this.readingGeneration = this.generation;
@@ -244,7 +171,23 @@ export class RedisReader {
       this.busySince = 0;
     }
     if (reply === null) return;
-    for (const [key, entries] of reply) this.advance(key.slice(this.prefix.length), entries);
+    for (const [key, entries] of reply) {
+      const channel = this.keys.channelOf(key);
+      if (channel !== null) this.cursors.advance(channel, entries, this.on.deliver);
+    }
+  }
+
+  /** Waits `ms`, or less when the connection turns ready meanwhile (a failover completed). */
+  private pause(ms: number): Promise<void> {
+    return new Promise((resolve) => {
+      const done = () => {
+        clearTimeout(timer);
+        this.conn.off('ready', done);
+        resolve();
+      };
+      const timer = setTimeout(done, ms);
+      this.conn.on('ready', done);
+    });
   }
 
   private async run(): Promise<void> {
@@ -257,6 +200,11 @@ export class RedisReader {
         this.wake = null;
         continue;
       }
+      if (this.conn.status === 'ready' && !masterConfirmed(this.conn)) {
+        // Sentinel: not yet known to be the master the sentinels agree on (it may be the old one).
+        await new Promise((r) => setTimeout(r, 50));
+        continue;
+      }
       try {
         await this.readOnce();
         failures = 0;
@@ -266,7 +214,7 @@ export class RedisReader {
         if (wrongType && (await this.isolateWrongTypes().catch(() => 0)) > 0) continue;
         this.on.error();
         failures++;
-        await new Promise((r) => setTimeout(r, reconnectDelay(failures)));
+        await this.pause(this.conn.status === 'ready' ? this.backoff(failures) : 5000);
       }
     }
   }

@@ -1,6 +1,7 @@
 // The channel directory that goes with the broker: Redis (every replica) or this process.
 import type { Broker } from '../broker/broker.ts';
 import { MemoryBroker } from '../broker/memory-broker.ts';
+import { redisTarget } from '../broker/redis-connection.ts';
 import type { ServerConfig } from '../config.ts';
 import type { Hub } from '../sse/hub.ts';
 import { type ChannelDirectory, MemoryChannelDirectory } from './directory.ts';
@@ -13,7 +14,7 @@ export function createChannelDirectory(
 ): ChannelDirectory {
   if (config.broker.type === 'redis' && broker.type === 'redis') {
     return new RedisChannelDirectory({
-      url: config.broker.url,
+      target: redisTarget(config.broker),
       keyPrefix: config.broker.keyPrefix,
       historySize: config.channels.historySize,
       presenceTtlMs: config.broker.redis.presenceTtlMs,

@@ -9,14 +9,22 @@
 //                that shuts down removes its hash at once. This replica's own counts are read live
 //                from its hub, never from Redis.
 // Presence keys hold a `#`, which no channel name does: they never collide with a stream key.
+// With Redis Cluster the registry and the presence keys share the hash tag {#} (redis-keys.ts), so
+// the scripts below still touch one slot; a page's stream facts are read one stream at a time.
 // Scores and expiry use Redis's clock (TIME in the scripts), so replicas' clocks may differ.
-// The directory has its own connection (fail fast, like the broker's): while Redis is unreachable
-// the API answers 503 and the tick tries again.
+// The directory has its own connection (fail fast, like the broker's; with Sentinel it follows the
+// master): while Redis is unreachable the API answers 503 and the tick tries again.
 import { randomUUID } from 'node:crypto';
-import type { Redis } from 'ioredis';
+import type { Cluster, Redis } from 'ioredis';
 import { BrokerUnavailableError } from '../broker/broker.ts';
 import { parseEventId } from '../broker/event-id.ts';
-import { redisConnection } from '../broker/redis-connection.ts';
+import {
+  clusterConnection,
+  endConnection,
+  type RedisTarget,
+  redisConnection,
+} from '../broker/redis-connection.ts';
+import { RedisKeys } from '../broker/redis-keys.ts';
 import {
   type ChannelDirectory,
   type ChannelFacts,
@@ -28,7 +36,7 @@ import {
 } from './directory.ts';
 
 export interface RedisDirectoryOptions {
-  url: string;
+  target: RedisTarget;
   keyPrefix: string;
   /** A replay gives at most this many events (the broker's window). */
   historySize: number;
@@ -119,7 +127,8 @@ function sameCounts(a: ReadonlyMap<string, number> | null, b: ReadonlyMap<string
 
 export class RedisChannelDirectory implements ChannelDirectory {
   private readonly options: RedisDirectoryOptions;
-  private readonly conn: Redis;
+  private readonly conn: Redis | Cluster;
+  private readonly keys: RedisKeys;
   /** This replica's id in the presence keys. */
   readonly replica = randomUUID();
   private readonly presence: Caller;
@@ -134,8 +143,14 @@ export class RedisChannelDirectory implements ChannelDirectory {
 
   constructor(options: RedisDirectoryOptions) {
     this.options = options;
-    this.conn = redisConnection(options.url, 'http-sse:channels', { commandTimeout: 2000 });
+    const { target } = options;
+    this.keys = new RedisKeys(options.keyPrefix, target.kind === 'cluster');
+    this.conn =
+      target.kind === 'cluster'
+        ? clusterConnection(target, 'http-sse:channels', { commandTimeout: 2000 })
+        : redisConnection(target, 'http-sse:channels', { commandTimeout: 2000 });
     this.conn.on('error', () => {}); // reported as 503 answers; the tick retries
+    if (target.kind === 'cluster') this.conn.on('node error', () => {});
     this.conn.on('ready', () => {
       this.written = null; // Redis may have lost it (a restart): write it again
     });
@@ -148,20 +163,16 @@ export class RedisChannelDirectory implements ChannelDirectory {
     this.facts = define('httpSseChannelFacts', FACTS_LUA);
   }
 
-  private get prefix(): string {
-    return this.options.keyPrefix;
-  }
-
   private presenceKey(replica: string): string {
-    return `${this.prefix}#presence:${replica}`;
+    return this.keys.presence(replica);
   }
 
   private get replicasKey(): string {
-    return `${this.prefix}#replicas`;
+    return this.keys.replicas;
   }
 
   private get registryKey(): string {
-    return `${this.prefix}#channels`;
+    return this.keys.registry;
   }
 
   /** How often the tick runs: about every second, more often for a short TTL. */
@@ -238,9 +249,13 @@ export class RedisChannelDirectory implements ChannelDirectory {
   /** The facts of each named channel (null for one that does not exist). */
   private async factsOf(names: string[], counts: Map<string, number>) {
     if (names.length === 0) return [];
-    const replies = await this.call<[number, string][]>(
-      this.facts(names.length, ...names.map((n) => this.prefix + n)),
-    );
+    const keys = names.map((n) => this.keys.stream(n));
+    // One script for the page; with Cluster one per stream (each in its own slot).
+    const replies = this.keys.cluster
+      ? await Promise.all(
+          keys.map(async (k) => (await this.call<[number, string][]>(this.facts(1, k)))[0]!),
+        )
+      : await this.call<[number, string][]>(this.facts(keys.length, ...keys));
     return names.map((name, i) => {
       const [length, last] = replies[i] ?? [0, ''];
       const held = Math.min(Number(length) || 0, this.options.historySize);
@@ -296,6 +311,6 @@ export class RedisChannelDirectory implements ChannelDirectory {
     });
     await Promise.race([goodbye, late]);
     clearTimeout(timer);
-    this.conn.disconnect();
+    endConnection(this.conn);
   }
 }

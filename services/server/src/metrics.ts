@@ -50,6 +50,8 @@ interface DeliveryMetrics {
   slowConsumerDisconnects: Counter;
   replayedEvents: Counter;
   heartbeatsSent: Counter;
+  /** How long one fan-out tick took (a slice of the sweep: at most 1000 writes). */
+  tickDuration: Histogram;
 }
 
 interface BrokerMetrics {
@@ -193,6 +195,14 @@ function deliveryMetrics(registers: Registers): DeliveryMetrics {
     heartbeatsSent: new Counter({
       name: 'sse_heartbeats_sent_total',
       help: 'Heartbeat comments written to idle streams.',
+      registers,
+    }),
+    tickDuration: new Histogram({
+      name: 'sse_fanout_tick_duration_seconds',
+      help: 'Time one fan-out tick took: the next slice of the sweep (at most 1000 live subscribers, one write each, carrying every event each lacks), and the several-channel streams.',
+      buckets: [
+        0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1,
+      ],
       registers,
     }),
   };

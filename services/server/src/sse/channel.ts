@@ -1,6 +1,15 @@
-// One channel's fan-out state on this server: its subscribers (live ones take the shared chunk,
-// joining ones are still at the history/live seam), the events waiting for this tick's flush,
-// and the live position. The hub owns the table of channels; a channel writes its own flush.
+// One channel's fan-out state on this server: its subscribers (live ones are swept, joining ones
+// are still at the history/live seam), the events not yet written to every live subscriber, and
+// the live position. The hub owns the table of channels; a channel writes its own sweep.
+//
+// The sweep: live subscribers are visited in rounds, a slice at a time (the hub yields to the
+// event loop between slices, so publishes keep arriving while a round runs). A visit writes ONE
+// chunk with every event the subscriber does not have yet: events that arrive while a round runs
+// still reach the subscribers it has not visited in that round, and the ones it already visited
+// in the next round. So an event reaches every subscriber within about one round, not the rest of
+// the round in progress plus a whole round of its own; and each write carries every event since
+// the subscriber's last one. Subscribers at the same place in the log share the same bytes (one
+// payload and one framed chunk per place, built once).
 import type { FramedEvent } from '../broker/broker.ts';
 import { type EventId, ZERO_ID } from '../broker/event-id.ts';
 import { frameChunk } from '../wire/encode.ts';
@@ -13,19 +22,25 @@ export interface Written {
   bytes: number;
 }
 
-const NOTHING: Written = { events: 0, bytes: 0 };
-
 export class Channel implements Membership, SlotChannel {
   readonly name: string;
   readonly live: Subscription[] = [];
   readonly joining: Subscription[] = [];
   /** This channel's slots in several-channel streams (each stream writes its own, once a tick). */
   readonly slots: StreamSlot[] = [];
-  /** Events received since the last flush, in id order. */
-  pending: FramedEvent[] = [];
+  /** Events not yet offered to joining subscribers and stream slots, in id order. */
+  fresh: FramedEvent[] = [];
+  /** Events not yet written to every live subscriber: log[i] has the index logBase + i. */
+  private log: FramedEvent[] = [];
+  private logBase = 0;
+  /** Next live subscriber the round in progress visits; -1: no round in progress. */
+  private sweepAt = -1;
+  /** The bytes of the log from an index to its end, payload and chunk, valid while cacheEnd is. */
+  private readonly cache = new Map<number, [Buffer, Buffer]>();
+  private cacheEnd = 0;
   /** Every event the broker delivers from now on has a greater id. */
   position: EventId = ZERO_ID;
-  /** The newest id written by a flush, and to how many subscribers. */
+  /** The newest id written to every subscriber, and to how many. */
   flushed: EventId = ZERO_ID;
   flushedTo = 0;
   /** Set while the broker is joining the channel (Redis: finding the live start). */
@@ -40,6 +55,11 @@ export class Channel implements Membership, SlotChannel {
 
   get subscriberCount(): number {
     return this.live.length + this.joining.length + this.slots.length;
+  }
+
+  /** True while events wait to be written to someone (the hub keeps sweeping the channel). */
+  get busy(): boolean {
+    return this.fresh.length > 0 || this.log.length > 0;
   }
 
   addSlot(slot: StreamSlot): void {
@@ -68,57 +88,137 @@ export class Channel implements Membership, SlotChannel {
     this.onLeave(this);
   }
 
-  /** Moves a joining subscriber to the shared chunk once nothing newer than it can be missed. */
+  /**
+   * Moves a joining subscriber to the sweep once nothing newer than it can be missed: it has
+   * every event received so far (the hub offers the fresh ones first), so it starts at the log's end.
+   */
   promoteIfCaughtUp(sub: Subscription): void {
     if (sub.state === 'live' || sub.left || !sub.caughtUp(this.position)) return;
     removeAt(this.joining, sub);
     sub.state = 'live';
+    sub.through = this.logBase + this.log.length;
     sub.slot = this.live.length;
     this.live.push(sub);
   }
 
-  /** Broker delivery: the events wait for the next flush; the live position moves on. */
+  /** Broker delivery: the events wait for the sweep; the live position moves on. */
   receive(events: readonly FramedEvent[]): void {
-    for (const e of events) this.pending.push(e);
+    for (const e of events) {
+      this.fresh.push(e);
+      this.log.push(e);
+    }
     this.position = events[events.length - 1]!;
   }
 
   /**
-   * Writes the pending events: one payload and ONE chunk for every live subscriber (the same
-   * bytes, one write each), the events after their cursor for joining ones. Slow consumers are
-   * cut by the connection's own bound.
+   * One step of the sweep: the fresh events to joining subscribers and stream slots, then up to
+   * `budget` live subscribers of the round in progress (a round starts when events wait). Slow
+   * consumers are cut by the connection's own bound. `visited`: live subscribers visited (at
+   * least 1, so a caller's budget always shrinks); `done`: nothing waits any more.
    */
-  flush(): Written {
-    const pending = this.pending;
-    this.pending = [];
-    if (pending.length === 0) return NOTHING;
-    const payload =
-      pending.length === 1 ? pending[0]!.payload : Buffer.concat(pending.map((p) => p.payload));
-    const subs = this.live;
-    let delivered = 0;
-    if (subs.length > 0) {
-      const chunk = frameChunk(payload);
-      for (let i = 0; i < subs.length; i++) if (subs[i]!.conn.send(payload, chunk)) delivered++;
+  sweep(budget: number): Step {
+    const step: Step = { events: 0, bytes: 0, visited: 1, done: false };
+    if (this.fresh.length > 0) this.offerFresh(step);
+    if (this.sweepAt < 0) {
+      if (this.log.length === 0) {
+        step.done = true;
+        return step;
+      }
+      this.sweepAt = 0;
     }
-    let events = delivered * pending.length;
-    let bytes = delivered * payload.length;
+    const subs = this.live;
+    const end = this.logBase + this.log.length;
+    const stop = Math.min(subs.length, this.sweepAt + budget);
+    let i = this.sweepAt;
+    for (; i < stop; i++) {
+      const sub = subs[i]!;
+      const from = sub.through;
+      if (from >= end) continue;
+      const [payload, chunk] = this.bytesFrom(from, end);
+      sub.through = end;
+      if (!sub.conn.send(payload, chunk)) continue;
+      step.events += end - from;
+      step.bytes += payload.length;
+    }
+    step.visited = Math.max(1, i - this.sweepAt);
+    this.sweepAt = i;
+    if (i >= subs.length) step.done = this.endRound();
+    else this.settle();
+    return step;
+  }
+
+  /** The fresh events to joining subscribers (promoted when caught up) and stream slots. */
+  private offerFresh(step: Step): void {
+    const fresh = this.fresh;
+    this.fresh = [];
     if (this.joining.length > 0) {
       for (const sub of [...this.joining]) {
-        const written = sub.offer(pending);
+        const written = sub.offer(fresh);
         if (written.length > 0) {
-          events += written.length;
-          bytes += payloadBytes(written);
-          delivered++;
+          step.events += written.length;
+          step.bytes += payloadBytes(written);
         }
         this.promoteIfCaughtUp(sub);
       }
     }
     // Several-channel streams take the events and write them at the end of the tick.
-    for (let i = 0; i < this.slots.length; i++) this.slots[i]!.offer(pending);
-    this.flushed = pending[pending.length - 1]!;
-    this.flushedTo = delivered + this.slots.length;
-    return { events, bytes };
+    for (let i = 0; i < this.slots.length; i++) this.slots[i]!.offer(fresh);
   }
+
+  /**
+   * A round visited every live subscriber. Another follows when someone still lacks events (they
+   * arrived during the round, or a subscriber moved behind the sweep when another left).
+   */
+  private endRound(): boolean {
+    const low = this.settle();
+    this.sweepAt = low < this.logBase + this.log.length ? 0 : -1;
+    return this.sweepAt < 0 && this.fresh.length === 0;
+  }
+
+  /**
+   * What every live subscriber has leaves the log, and the publishes waiting for it may answer
+   * (checked after every step, not only at the end of a round: an O(subscribers) scan without a
+   * write, small beside the step's writes). Returns the lowest place of a live subscriber.
+   */
+  private settle(): number {
+    const end = this.logBase + this.log.length;
+    let low = end;
+    let open = 0;
+    for (const sub of this.live) {
+      if (sub.through < low) low = sub.through;
+      if (!sub.conn.ended) open++;
+    }
+    if (low > this.logBase) {
+      this.flushed = this.log[low - this.logBase - 1]!;
+      this.flushedTo = open + this.joining.length + this.slots.length;
+      this.log = low === end ? [] : this.log.slice(low - this.logBase);
+      this.logBase = low;
+    }
+    return low;
+  }
+
+  /** One payload and one framed chunk for the log from `from` to `end`, built once per place. */
+  private bytesFrom(from: number, end: number): [Buffer, Buffer] {
+    if (this.cacheEnd !== end) {
+      this.cache.clear();
+      this.cacheEnd = end;
+    }
+    let bytes = this.cache.get(from);
+    if (bytes === undefined) {
+      const events = this.log.slice(from - this.logBase);
+      const payload =
+        events.length === 1 ? events[0]!.payload : Buffer.concat(events.map((e) => e.payload));
+      bytes = [payload, frameChunk(payload)];
+      this.cache.set(from, bytes);
+    }
+    return bytes;
+  }
+}
+
+/** What one sweep step wrote: deliveries (events x streams) and their SSE bytes. */
+export interface Step extends Written {
+  visited: number;
+  done: boolean;
 }
 
 export function payloadBytes(events: readonly FramedEvent[]): number {

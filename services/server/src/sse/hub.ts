@@ -1,7 +1,9 @@
-// The fan-out hub: the table of channels this server serves, and the coalesced flush
-//   publish -> broker (ids, record) -> receive -> one flush per tick -> each channel's one chunk
+// The fan-out hub: the table of channels this server serves, and the fan-out ticks
+//   publish -> broker (ids, record) -> receive -> ticks -> each channel's sweep (channel.ts)
+// A tick runs the next slice of every busy channel's sweep (one write per live subscriber with
+// every event it lacks), then yields to the event loop; ticks follow while a channel is busy.
 // The broker keeps each channel's record (history); a channel lives here while it has
-// subscribers, events waiting for a flush, or publishes waiting for one (publish-acks.ts).
+// subscribers, events waiting for the sweep, or publishes waiting for it (publish-acks.ts).
 import type { OutgoingHttpHeaders } from 'node:http';
 import type {
   Broker,
@@ -44,6 +46,8 @@ export class DrainingError extends Error {
 }
 
 const ROUTE = '/sse/channels/:channel';
+/** Live subscribers one fan-out tick visits at most (one write each) before the event loop runs. */
+const SWEEP_SLICE = 1000;
 const STREAMS_ROUTE = '/sse/streams';
 
 export class Hub {
@@ -68,6 +72,7 @@ export class Hub {
     this.lifecycle = lifecycle;
     this.retryChunk = Buffer.from(encodeRetry(options.retryMs));
     this.acks = new PublishAcks(metrics, options.publishWaitMs);
+
     this.pump = new ReplayPump({
       written: (events, bytes) => {
         this.metrics.replayedEvents.inc(events);
@@ -122,7 +127,7 @@ export class Hub {
 
   /** Forgets a channel nothing uses any more, at once (it holds no slot of limits.maxChannels). */
   private release(ch: Channel): void {
-    if (ch.subscriberCount > 0 || ch.pending.length > 0 || ch.ready !== null) return;
+    if (ch.subscriberCount > 0 || ch.busy || ch.ready !== null) return;
     if (this.acks.waiting(ch) || this.channels.get(ch.name) !== ch) return;
     this.channels.delete(ch.name);
     this.dirty.delete(ch);
@@ -307,7 +312,7 @@ export class Hub {
     const written = sub.writeQueue();
     if (written.length > 0) this.countSent(written.length, payloadBytes(written));
     const ch = this.channels.get(sub.channel.name);
-    if (ch !== undefined && ch.pending.length === 0) ch.promoteIfCaughtUp(sub);
+    if (ch !== undefined && ch.fresh.length === 0) ch.promoteIfCaughtUp(sub);
   }
 
   private countSent(events: number, bytes: number): void {
@@ -368,45 +373,63 @@ export class Hub {
     }
   }
 
-  /** Broker delivery: queue the events for this tick's flush (ignored for unknown channels). */
+  /** Broker delivery: the events wait for the channel's sweep (ignored for unknown channels). */
   private receive(name: string, events: readonly FramedEvent[]): void {
     const ch = this.channels.get(name);
     if (ch === undefined) return;
     ch.receive(events);
     this.dirty.add(ch);
-    if (!this.flushScheduled) {
-      this.flushScheduled = true;
-      setImmediate(flushTick, this);
-    }
+    this.schedule();
+  }
+
+  private schedule(): void {
+    if (this.flushScheduled) return;
+    this.flushScheduled = true;
+    setImmediate(flushTick, this);
   }
 
   /**
-   * Writes every channel's pending events: one chunk per channel, the same bytes to everyone;
-   * then each several-channel stream that took events writes them in one write.
+   * One tick of fan-out: each channel with events waiting sweeps on (at most SWEEP_SLICE live
+   * subscribers in all this tick, one write each; the channels take turns); then each
+   * several-channel stream that took events writes them in one write. Another tick follows,
+   * after the event loop took what came meanwhile, while a channel still has work.
    */
   flush(): void {
+    if (!this.flushScheduled) return;
     this.flushScheduled = false;
+    const startedAt = performance.now();
+    let budget = SWEEP_SLICE;
+    const again: Channel[] = [];
     for (const ch of this.dirty) {
-      const written = ch.flush();
-      if (written.events > 0) this.countSent(written.events, written.bytes);
+      if (budget <= 0) break;
+      const step = ch.sweep(budget);
+      budget -= step.visited;
+      if (step.events > 0) this.countSent(step.events, step.bytes);
       this.acks.settle(ch);
-      this.release(ch);
+      this.dirty.delete(ch);
+      if (step.done) this.release(ch);
+      else again.push(ch);
     }
-    this.dirty.clear();
-    if (this.dirtyStreams.length > 0) {
-      const streams = this.dirtyStreams;
-      this.dirtyStreams = [];
-      let events = 0;
-      let bytes = 0;
-      for (const stream of streams) {
-        const written = stream.flushOut();
-        events += written.events;
-        bytes += written.bytes;
-      }
-      if (events > 0) {
-        this.metrics.eventsSent[STREAMS_ROUTE].inc(events);
-        this.metrics.bytesSent.inc(bytes);
-      }
+    for (const ch of again) this.dirty.add(ch); // behind the ones this tick did not reach
+    this.flushStreams();
+    this.metrics.tickDuration.observe((performance.now() - startedAt) / 1000);
+    if (this.dirty.size > 0) this.schedule();
+  }
+
+  private flushStreams(): void {
+    if (this.dirtyStreams.length === 0) return;
+    const streams = this.dirtyStreams;
+    this.dirtyStreams = [];
+    let events = 0;
+    let bytes = 0;
+    for (const stream of streams) {
+      const written = stream.flushOut();
+      events += written.events;
+      bytes += written.bytes;
+    }
+    if (events > 0) {
+      this.metrics.eventsSent[STREAMS_ROUTE].inc(events);
+      this.metrics.bytesSent.inc(bytes);
     }
   }
 
@@ -422,7 +445,7 @@ export class Hub {
    */
   async drain(deadline: number): Promise<void> {
     await this.acks.drain(deadline);
-    if (this.flushScheduled) this.flush();
+    while (this.flushScheduled) this.flush();
   }
 
   close(): void {

@@ -22,6 +22,8 @@ export class Subscription implements StreamOwner, Pumped {
   state: 'joining' | 'live' = 'joining';
   /** Index in the channel's array for its state, for O(1) removal; -1 once it left. */
   slot = -1;
+  /** Live: the channel's log index up to which events were written to it (see Channel.sweep). */
+  through = 0;
   /** The newest id written to this subscriber (null: none yet, takes every live event). */
   cursor: EventId | null = null;
   /** Live events that arrived before the stream could take them, oldest first. */

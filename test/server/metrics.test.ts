@@ -116,7 +116,13 @@ describe('server metrics', () => {
       assert.match(text, new RegExp(`^sse_connections_active\\{route="${route}"\\} 0$`, 'm'));
       assert.match(text, new RegExp(`^sse_events_sent_total\\{route="${route}"\\} 0$`, 'm'));
     }
-    for (const reason of ['max_connections', 'per_ip_limit', 'unauthorized', 'bad_request']) {
+    for (const reason of [
+      'max_connections',
+      'new_stream_rate',
+      'per_ip_limit',
+      'unauthorized',
+      'bad_request',
+    ]) {
       assert.match(
         text,
         new RegExp(`^sse_connections_rejected_total\\{reason="${reason}"\\} 0$`, 'm'),
@@ -338,6 +344,7 @@ describe('server metrics', () => {
       ],
       reason: [
         ...['max_connections', 'per_ip_limit', 'unauthorized', 'bad_request'],
+        'new_stream_rate', // limits.maxNewStreamsPerSecond (issue 24)
         // sse_stream_ends_total and sse_auth_failures_total: fixed lists too.
         ...CLOSE_REASONS,
         ...AUTH_FAILURE_REASONS,

@@ -75,6 +75,7 @@ function createCore(config: ServerConfig, deps: ServerDeps): Core {
     {
       maxConnections: config.limits.maxConnections,
       maxConnectionsPerIp: config.limits.maxConnectionsPerIp,
+      maxNewStreamsPerSecond: config.limits.maxNewStreamsPerSecond,
       heartbeatMs: config.heartbeatMs,
       retryMs: config.retryMs,
       stallTimeoutMs: config.limits.stallTimeoutMs,

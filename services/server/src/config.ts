@@ -190,6 +190,9 @@ export const serverConfigSchema = z
         stallTimeoutMs: int(100, 3_600_000).default(30_000),
         // Channels one /sse/streams stream may carry.
         maxChannelsPerStream: int(1, 256).default(32),
+        // New streams admitted per second (a token bucket holding one second's worth); beyond
+        // it they get the overload answer with a Retry-After that spreads them out. 0: off.
+        maxNewStreamsPerSecond: int(0, 1_000_000).default(0),
       })
       .prefault({}),
     broker: z
@@ -273,6 +276,7 @@ export const serverEnv: Record<string, EnvBinding> = {
   SSE_MAX_SOCKETS: { key: 'limits.maxSockets', kind: 'int' },
   SSE_STALL_TIMEOUT_MS: { key: 'limits.stallTimeoutMs', kind: 'int' },
   SSE_MAX_CHANNELS_PER_STREAM: { key: 'limits.maxChannelsPerStream', kind: 'int' },
+  SSE_MAX_NEW_STREAMS_PER_SECOND: { key: 'limits.maxNewStreamsPerSecond', kind: 'int' },
   SSE_HISTORY_MAX_BYTES: { key: 'channels.historyMaxBytes', kind: 'int' },
   SSE_IDEMPOTENCY_TTL_MS: { key: 'channels.idempotencyTtlMs', kind: 'int' },
   SSE_IDEMPOTENCY_MAX_KEYS: { key: 'channels.idempotencyMaxKeys', kind: 'int' },

@@ -33,6 +33,14 @@ export const REFUSALS = {
     notice: 'overloaded',
     counted: true,
   },
+  new_stream_rate: {
+    status: 503,
+    message:
+      'new streams arrive faster than limits.maxNewStreamsPerSecond; come back after Retry-After',
+    retryAfter: 1,
+    notice: 'overloaded',
+    counted: true,
+  },
   per_ip_limit: {
     status: 429,
     message: 'too many open streams from this address',
@@ -106,24 +114,34 @@ export interface RefusalNotice {
 /** A refusal as an error: the JSON answer (status, body, Retry-After) and, if any, its notice. */
 export class Refusal extends HttpError {
   readonly reason: RefusalReason;
+  /** Seconds (the row's, unless the refusal computed its own); null: none. */
+  readonly retryAfter: number | null;
 
-  constructor(reason: RefusalReason, message?: string, details: Record<string, unknown> = {}) {
+  /** `retryAfter`: seconds instead of the row's (new_stream_rate spreads a storm with it). */
+  constructor(
+    reason: RefusalReason,
+    message?: string,
+    details: Record<string, unknown> = {},
+    retryAfter?: number,
+  ) {
     const row: RefusalRow = REFUSALS[reason];
+    const seconds = row.retryAfter === null ? null : (retryAfter ?? row.retryAfter);
     const headers: Record<string, string> =
-      row.retryAfter === null ? {} : { 'Retry-After': String(row.retryAfter) };
+      seconds === null ? {} : { 'Retry-After': String(seconds) };
     super(row.status, { error: reason, message: message ?? row.message, ...details }, headers);
     this.reason = reason;
+    this.retryAfter = seconds;
   }
 
   /** The notice for this refusal (null when it has none), its delay jittered by `random`. */
   notice(random: () => number = Math.random): RefusalNotice | null {
     const row: RefusalRow = REFUSALS[this.reason];
-    if (row.notice === null || row.retryAfter === null) return null;
+    if (row.notice === null || this.retryAfter === null) return null;
     return {
       event: row.notice,
       reason: this.reason,
       message: this.body.message,
-      retryMs: jitteredRetryMs(row.retryAfter, random),
+      retryMs: jitteredRetryMs(this.retryAfter, random),
     };
   }
 }

@@ -286,7 +286,8 @@ export class StreamRouter {
     const refused = streams.admit(ip);
     if (refused !== null) {
       if (refused !== 'shutting_down') metrics.connectionsRejected.labels(refused).inc();
-      this.refuse(req, res, new Refusal(refused));
+      const retryAfter = refused === 'new_stream_rate' ? streams.rateRetryAfter() : undefined;
+      this.refuse(req, res, new Refusal(refused, undefined, {}, retryAfter));
       return null;
     }
     if (req.method === 'HEAD') {

@@ -9,12 +9,15 @@ import type { RefusalReason } from '../refusals.ts';
 import type { StreamRoute } from '../stream-routes.ts';
 import { encodeRetry } from '../wire/encode.ts';
 import type { SseConnection } from './connection.ts';
+import { NewStreamRate } from './new-stream-rate.ts';
 import { StreamWatch, type WatchOptions } from './stream-watch.ts';
 
 export interface OpenStreamsOptions extends WatchOptions {
   maxConnections: number;
   /** 0: no per-address limit. */
   maxConnectionsPerIp: number;
+  /** 0: no limit on the rate of new streams. */
+  maxNewStreamsPerSecond: number;
 }
 
 const kConnection = Symbol('sse.connection');
@@ -24,10 +27,10 @@ type TaggedResponse = ServerResponse & {
   [kStreams]?: OpenStreams;
 };
 
-/** Why admit() refuses a new stream: capacity (in all, per address) or shutdown. */
+/** Why admit() refuses a new stream: capacity (in all, per address), its rate, or shutdown. */
 export type AdmissionRefusal = Extract<
   RefusalReason,
-  'max_connections' | 'per_ip_limit' | 'shutting_down'
+  'max_connections' | 'per_ip_limit' | 'new_stream_rate' | 'shutting_down'
 >;
 
 export class OpenStreams {
@@ -43,6 +46,7 @@ export class OpenStreams {
   private readonly logger: Logger;
   private readonly lifecycle: Lifecycle;
   private readonly watch: StreamWatch;
+  private readonly rate: NewStreamRate;
 
   constructor(
     options: OpenStreamsOptions,
@@ -55,6 +59,7 @@ export class OpenStreams {
     this.metrics = metrics;
     this.lifecycle = lifecycle;
     this.watch = new StreamWatch(this.streams, options, metrics, logger);
+    this.rate = new NewStreamRate(options.maxNewStreamsPerSecond);
   }
 
   countByRoute(route: StreamRoute): number {
@@ -67,7 +72,13 @@ export class OpenStreams {
     if (this.streams.size >= this.options.maxConnections) return 'max_connections';
     const limit = this.options.maxConnectionsPerIp;
     if (limit > 0 && (this.perIp.get(ip) ?? 0) >= limit) return 'per_ip_limit';
+    if (!this.rate.take()) return 'new_stream_rate';
     return null;
+  }
+
+  /** Retry-After (seconds) for a stream refused by the rate: spreads the refused ones out. */
+  rateRetryAfter(): number {
+    return this.rate.retryAfterSeconds();
   }
 
   /** Starts tracking an admitted stream; it is forgotten when its response closes. */

@@ -1,0 +1,83 @@
+// limits.maxNewStreamsPerSecond: a token bucket over new streams. Within the bucket every stream
+// opens; beyond it, 503 new_stream_rate (an EventSource: the overloaded notice) with a Retry-After
+// that grows with the refused backlog, so a reconnect storm spreads itself out.
+import assert from 'node:assert/strict';
+import { describe, test } from 'node:test';
+import { NewStreamRate } from '../../services/server/src/sse/new-stream-rate.ts';
+import { metricValue } from '../helpers/metrics-text.ts';
+import { eventually, openStreams, startServer } from '../helpers/server.ts';
+
+describe('NewStreamRate (mock clock)', () => {
+  test('0 is off: every stream is admitted', () => {
+    const rate = new NewStreamRate(0, () => 0);
+    for (let i = 0; i < 10_000; i++) assert.equal(rate.take(), true);
+  });
+
+  test('a second worth at once, then the rate: refused ones are told the time their backlog needs', () => {
+    let now = 0;
+    const rate = new NewStreamRate(100, () => now);
+    let admitted = 0;
+    for (let i = 0; i < 1000; i++) if (rate.take()) admitted++;
+    assert.equal(admitted, 100, 'the bucket holds one second worth');
+    assert.equal(rate.retryAfterSeconds(), 9, '900 refused at 100/s: 9 s');
+    now = 50; // 5 tokens back
+    admitted = 0;
+    for (let i = 0; i < 20; i++) if (rate.take()) admitted++;
+    assert.equal(admitted, 5);
+    now = 10_000; // long quiet: full bucket again, the backlog forgotten
+    admitted = 0;
+    for (let i = 0; i < 150; i++) if (rate.take()) admitted++;
+    assert.equal(admitted, 100);
+    assert.equal(rate.retryAfterSeconds(), 1, '50 refused at 100/s: at least 1 s');
+  });
+
+  test('Retry-After stays within 1 and 60 s', () => {
+    const rate = new NewStreamRate(1, () => 0);
+    for (let i = 0; i < 1000; i++) rate.take();
+    assert.equal(rate.retryAfterSeconds(), 60);
+  });
+});
+
+describe('limits.maxNewStreamsPerSecond on a server', () => {
+  test('a burst beyond the rate: the excess gets 503 new_stream_rate with Retry-After, an EventSource the overloaded notice; counted', async () => {
+    const t = await startServer({ limits: { maxNewStreamsPerSecond: 20 } });
+    try {
+      const answers = await Promise.all(
+        Array.from({ length: 60 }, () =>
+          fetch(`${t.base}/sse/channels/storm`, { headers: { Accept: 'application/json' } }),
+        ),
+      );
+      const statuses = answers.map((r) => r.status);
+      const ok = statuses.filter((s) => s === 200).length;
+      // 20 in the bucket, plus whatever refilled while the burst was being taken.
+      assert.ok(ok >= 20 && ok < 60, `admitted ${ok} of 60`);
+      const refused = answers.filter((r) => r.status === 503);
+      assert.equal(refused.length, 60 - ok);
+      for (const r of refused) {
+        const body = (await r.json()) as { error: string };
+        assert.equal(body.error, 'new_stream_rate');
+        const after = Number(r.headers.get('retry-after'));
+        assert.ok(after >= 1 && after <= 60, `Retry-After ${after}`);
+      }
+      const last = Number(refused.at(-1)!.headers.get('retry-after'));
+      assert.ok(last >= 2, `the last of ${refused.length} refused at 20/s waits ${last} s`);
+      // An EventSource gets a 200 stream with a retry: and the overloaded notice.
+      const notice = await fetch(`${t.base}/sse/channels/storm`, {
+        headers: { Accept: 'text/event-stream' },
+      });
+      assert.equal(notice.status, 200);
+      const text = await notice.text();
+      assert.match(text, /^retry: \d+$/m);
+      assert.match(text, /^event: overloaded$/m);
+      assert.match(text, /"error":"new_stream_rate"/);
+      assert.equal(
+        await metricValue(t.base, 'sse_connections_rejected_total{reason="new_stream_rate"}'),
+        refused.length + 1,
+      );
+      for (const r of answers) if (r.status === 200) await r.body?.cancel();
+      await eventually(() => openStreams(t.server) === 0, 5000, 'streams to close');
+    } finally {
+      await t.close();
+    }
+  });
+});

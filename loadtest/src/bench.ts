@@ -245,7 +245,10 @@ async function measureFixedPoint(
     rate,
     duration: FIXED_SECONDS,
     warmup: 1,
-    connections: 16,
+    // Half a second of publishes in flight (at least 16): a server that answers a publish once
+    // its events reached every subscriber (ours) takes a few hundred ms to answer at 10,000
+    // subscribers, and must not be offered less than the rate for it.
+    connections: Math.max(16, Math.ceil(rate / 2)),
     workers: run.workers,
     receiver: run.receiver,
     channelsPerStream: perStream,

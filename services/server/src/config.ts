@@ -191,7 +191,7 @@ export const serverConfigSchema = z
         // Channels one /sse/streams stream may carry.
         maxChannelsPerStream: int(1, 256).default(32),
         // New streams admitted per second (a token bucket holding one second's worth); beyond
-        // it they get the overload answer with a Retry-After that spreads them out. 0: off.
+        // it they get the overload answer with Retry-After: 1. 0: off.
         maxNewStreamsPerSecond: int(0, 1_000_000).default(0),
       })
       .prefault({}),

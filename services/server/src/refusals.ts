@@ -114,34 +114,24 @@ export interface RefusalNotice {
 /** A refusal as an error: the JSON answer (status, body, Retry-After) and, if any, its notice. */
 export class Refusal extends HttpError {
   readonly reason: RefusalReason;
-  /** Seconds (the row's, unless the refusal computed its own); null: none. */
-  readonly retryAfter: number | null;
 
-  /** `retryAfter`: seconds instead of the row's (new_stream_rate spreads a storm with it). */
-  constructor(
-    reason: RefusalReason,
-    message?: string,
-    details: Record<string, unknown> = {},
-    retryAfter?: number,
-  ) {
+  constructor(reason: RefusalReason, message?: string, details: Record<string, unknown> = {}) {
     const row: RefusalRow = REFUSALS[reason];
-    const seconds = row.retryAfter === null ? null : (retryAfter ?? row.retryAfter);
     const headers: Record<string, string> =
-      seconds === null ? {} : { 'Retry-After': String(seconds) };
+      row.retryAfter === null ? {} : { 'Retry-After': String(row.retryAfter) };
     super(row.status, { error: reason, message: message ?? row.message, ...details }, headers);
     this.reason = reason;
-    this.retryAfter = seconds;
   }
 
   /** The notice for this refusal (null when it has none), its delay jittered by `random`. */
   notice(random: () => number = Math.random): RefusalNotice | null {
     const row: RefusalRow = REFUSALS[this.reason];
-    if (row.notice === null || this.retryAfter === null) return null;
+    if (row.notice === null || row.retryAfter === null) return null;
     return {
       event: row.notice,
       reason: this.reason,
       message: this.body.message,
-      retryMs: jitteredRetryMs(this.retryAfter, random),
+      retryMs: jitteredRetryMs(row.retryAfter, random),
     };
   }
 }

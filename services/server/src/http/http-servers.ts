@@ -55,10 +55,18 @@ export function createMetricsServer(app: Handler): Server {
   });
 }
 
+/**
+ * The accept queue asked of the kernel, which caps it at net.core.somaxconn (4096 on current
+ * Linux). Node's default, 511, overflows when thousands of clients reconnect at once (a storm
+ * after a restart): the kernel drops their handshakes and they retry SYNs after 1, 3, 7, 15, 31,
+ * 63 s, so a 10,000-client storm took two minutes and reset some connections.
+ */
+const LISTEN_BACKLOG = 65535;
+
 export function listenOn(server: Server, port: number, host: string): Promise<void> {
   return new Promise((resolve, reject) => {
     server.once('error', reject);
-    server.listen(port, host, () => {
+    server.listen({ port, host, backlog: LISTEN_BACKLOG }, () => {
       server.off('error', reject);
       resolve();
     });

@@ -286,8 +286,7 @@ export class StreamRouter {
     const refused = streams.admit(ip);
     if (refused !== null) {
       if (refused !== 'shutting_down') metrics.connectionsRejected.labels(refused).inc();
-      const retryAfter = refused === 'new_stream_rate' ? streams.rateRetryAfter() : undefined;
-      this.refuse(req, res, new Refusal(refused, undefined, {}, retryAfter));
+      this.refuse(req, res, new Refusal(refused));
       return null;
     }
     if (req.method === 'HEAD') {

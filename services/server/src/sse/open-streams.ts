@@ -76,11 +76,6 @@ export class OpenStreams {
     return null;
   }
 
-  /** Retry-After (seconds) for a stream refused by the rate: spreads the refused ones out. */
-  rateRetryAfter(): number {
-    return this.rate.retryAfterSeconds();
-  }
-
   /** Starts tracking an admitted stream; it is forgotten when its response closes. */
   add(conn: SseConnection): void {
     this.streams.add(conn);

@@ -16,6 +16,7 @@ import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Redis } from 'ioredis';
+import { eventually } from '../../services/shared/eventually.ts';
 import { freePort } from '../../services/shared/free-port.ts';
 import { answersPing } from './redis-server.ts';
 
@@ -38,20 +39,6 @@ export async function redisCall(port: number, command: string, ...args: (string 
     return await conn.call(command, args);
   } finally {
     conn.disconnect();
-  }
-}
-
-/** Waits until `check` is true, polling every `intervalMs`; throws after `timeoutMs`. */
-async function eventually(
-  check: () => boolean | Promise<boolean>,
-  timeoutMs: number,
-  what: string,
-  intervalMs = 10,
-): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!(await check())) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, intervalMs));
   }
 }
 

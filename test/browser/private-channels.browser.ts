@@ -3,6 +3,7 @@
 // `event: reauth` when the token expires.
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
+import { eventually } from '../../services/shared/eventually.ts';
 import { newSecret, nowSec, signToken } from '../helpers/auth-keys.ts';
 import {
   launchBrowser,
@@ -11,7 +12,6 @@ import {
   type TestBrowser,
 } from '../helpers/browser.ts';
 import { publish, startServer, type TestServer } from '../helpers/server.ts';
-import { eventually } from '../helpers/wait.ts';
 
 interface PageLog {
   opened: number;

@@ -5,10 +5,10 @@
 import assert from 'node:assert/strict';
 import net from 'node:net';
 import { after, before, describe, test } from 'node:test';
+import { eventually } from '../../services/shared/eventually.ts';
 import { launchBrowser, type TestBrowser } from '../helpers/browser.ts';
 import { missingRedis, startRedis, type TestRedis } from '../helpers/redis.ts';
 import { publish, startServer, subscribers, type TestServer } from '../helpers/server.ts';
-import { eventually } from '../helpers/wait.ts';
 
 const CHANNELS = Array.from({ length: 10 }, (_, i) => `room.${i}`);
 

@@ -1,9 +1,10 @@
 // Subscribes to `count` distinct channels one after another, each stream closed (and gone at the
 // server, per /metrics) before the next opens: for "a channel with no subscribers and no history
 // holds no slot" under limits.maxChannels.
+
+import { eventually } from '../../services/shared/eventually.ts';
 import { CHANNEL_STREAMS, metricValue } from './metrics-text.ts';
 import { Subscriber } from './server.ts';
-import { eventually } from './wait.ts';
 
 /** The visits that did not open, as "<channel>: <status>". */
 export async function visitChannelsInTurn(

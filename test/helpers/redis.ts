@@ -7,8 +7,8 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { answersPing, redisServerArgs } from '../../loadtest/src/redis-server.ts';
+import { eventually } from '../../services/shared/eventually.ts';
 import { freePort } from '../../services/shared/free-port.ts';
-import { eventually } from './wait.ts';
 
 export interface TestRedis {
   port: number;

@@ -221,5 +221,5 @@ export async function publish(
   return { status: res.status, body: parsed, headers: res.headers };
 }
 
-export { eventually } from './wait.ts';
+export { eventually } from '../../services/shared/eventually.ts';
 export { once };

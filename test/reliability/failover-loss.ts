@@ -15,11 +15,11 @@
 //      link cut) one second before the kill: what a failover loses when replication is behind.
 // Prints one line per run and part, and a Markdown table.
 import { parseArgs } from 'node:util';
+import { redisCall } from '../../loadtest/src/redis-ha.ts';
 import { RedisBroker } from '../../services/server/src/broker/redis-broker.ts';
 import { parseHostPort } from '../../services/server/src/broker/redis-connection.ts';
 import { keyedPublisher, percentile } from '../helpers/ha-publisher.ts';
 import { spawnServer } from '../helpers/process.ts';
-import { redisCall } from '../helpers/redis-client.ts';
 import { type SentinelSet, startSentinelSet } from '../helpers/redis-ha.ts';
 import { publish } from '../helpers/server.ts';
 

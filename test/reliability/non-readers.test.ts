@@ -6,6 +6,7 @@
 import assert from 'node:assert/strict';
 import type net from 'node:net';
 import { after, before, describe, test } from 'node:test';
+import { eventually } from '../../services/shared/eventually.ts';
 import { paddedEvents } from '../helpers/delivery.ts';
 import { CHANNEL_STREAMS, SLOW_CONSUMERS, scrapeMetrics } from '../helpers/metrics-text.ts';
 import { spawnServer } from '../helpers/process.ts';
@@ -13,7 +14,6 @@ import { connectNeverReading } from '../helpers/raw-socket.ts';
 import { missingRedis, startRedis, type TestRedis } from '../helpers/redis.ts';
 import { publish } from '../helpers/server.ts';
 import { pagesToMb, tcpMemPages } from '../helpers/sockstat.ts';
-import { eventually } from '../helpers/wait.ts';
 
 const skip = missingRedis();
 // 200 in CI; the measurement of docs/RELIABILITY.md runs it with SSE_TEST_NON_READERS=1000.

@@ -9,14 +9,14 @@
 //   other masters' channels never pause (not one publish refused), nothing acknowledged lost.
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
+import { redisCall } from '../../loadtest/src/redis-ha.ts';
 import { keySlot } from '../../services/server/src/broker/redis-keys.ts';
+import { eventually } from '../../services/shared/eventually.ts';
 import { byId, deliveryReport, describeDelivery } from '../helpers/delivery.ts';
 import { keyedPublisher, percentile } from '../helpers/ha-publisher.ts';
 import { metricValue } from '../helpers/metrics-text.ts';
-import { redisCall } from '../helpers/redis-client.ts';
 import { missingRedisHa, type RedisCluster, startRedisCluster } from '../helpers/redis-ha.ts';
 import { publish, Subscriber, startServer, type TestServer } from '../helpers/server.ts';
-import { eventually } from '../helpers/wait.ts';
 
 const skip = missingRedisHa();
 let prefixes = 0;

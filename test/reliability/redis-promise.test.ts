@@ -11,6 +11,8 @@
 //   no subscribers and no history holds no slot.
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
+import { redisCall } from '../../loadtest/src/redis-ha.ts';
+import { eventually } from '../../services/shared/eventually.ts';
 import { visitChannelsInTurn } from '../helpers/channel-visits.ts';
 import {
   byId,
@@ -23,10 +25,8 @@ import {
 import { metricValue } from '../helpers/metrics-text.ts';
 import { spawnServer } from '../helpers/process.ts';
 import { missingRedis, startRedis, type TestRedis } from '../helpers/redis.ts';
-import { redisCall } from '../helpers/redis-client.ts';
 import { replayStorm } from '../helpers/replay-storm.ts';
 import { publish, Subscriber, startServer, type TestServer } from '../helpers/server.ts';
-import { eventually } from '../helpers/wait.ts';
 
 const skip = missingRedis();
 const BROKERS = ['memory', 'redis'] as const;

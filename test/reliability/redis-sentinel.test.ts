@@ -11,14 +11,14 @@
 //   FAILOVER in turn) lose no acknowledged event.
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
+import { redisCall } from '../../loadtest/src/redis-ha.ts';
+import { eventually } from '../../services/shared/eventually.ts';
 import { byId, deliveryReport, describeDelivery } from '../helpers/delivery.ts';
 import { keyedPublisher, percentile } from '../helpers/ha-publisher.ts';
 import { metricValue } from '../helpers/metrics-text.ts';
 import { spawnServer } from '../helpers/process.ts';
-import { redisCall } from '../helpers/redis-client.ts';
 import { missingRedisHa, type SentinelSet, startSentinelSet } from '../helpers/redis-ha.ts';
 import { publish, type SseEvent, Subscriber, startServer } from '../helpers/server.ts';
-import { eventually } from '../helpers/wait.ts';
 
 const skip = missingRedisHa();
 let prefixes = 0;

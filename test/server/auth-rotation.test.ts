@@ -14,6 +14,7 @@ import {
   createAuthorizer,
 } from '../../services/server/src/auth/access.ts';
 import { createLogger } from '../../services/server/src/logger.ts';
+import { eventually } from '../../services/shared/eventually.ts';
 import {
   authConfig,
   jwks,
@@ -25,7 +26,6 @@ import {
   tempDir,
 } from '../helpers/auth-keys.ts';
 import { ROOT } from '../helpers/process.ts';
-import { eventually } from '../helpers/wait.ts';
 
 const CLAIMS = { sse: { subscribe: ['orders.*'] } };
 

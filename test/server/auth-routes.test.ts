@@ -6,6 +6,7 @@ import assert from 'node:assert/strict';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
+import { eventually } from '../../services/shared/eventually.ts';
 import {
   jwks,
   keyPair,
@@ -23,7 +24,6 @@ import {
   startServer,
   type TestServer,
 } from '../helpers/server.ts';
-import { eventually } from '../helpers/wait.ts';
 
 const ORIGIN = 'https://app.example';
 

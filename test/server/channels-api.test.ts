@@ -6,12 +6,12 @@
 import assert from 'node:assert/strict';
 import http from 'node:http';
 import { after, before, describe, test } from 'node:test';
+import { redisCall } from '../../loadtest/src/redis-ha.ts';
 import type { RedisChannelDirectory } from '../../services/server/src/channels/redis-directory.ts';
+import { eventually } from '../../services/shared/eventually.ts';
 import { spawnServer } from '../helpers/process.ts';
 import { missingRedis, startRedis, type TestRedis } from '../helpers/redis.ts';
-import { redisCall } from '../helpers/redis-client.ts';
 import { publish, Subscriber, startServer, type TestServer } from '../helpers/server.ts';
-import { eventually } from '../helpers/wait.ts';
 
 interface Facts {
   name: string;

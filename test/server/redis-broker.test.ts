@@ -4,10 +4,10 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import { compareIds, parseEventId } from '../../services/server/src/broker/event-id.ts';
+import { eventually } from '../../services/shared/eventually.ts';
 import { freePort } from '../../services/shared/free-port.ts';
 import { missingRedis, startRedis, type TestRedis } from '../helpers/redis.ts';
 import { publish, Subscriber, startServer } from '../helpers/server.ts';
-import { eventually } from '../helpers/wait.ts';
 
 const skip = missingRedis();
 const byId = (a: string, b: string) => compareIds(parseEventId(a)!, parseEventId(b)!);

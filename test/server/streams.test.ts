@@ -6,6 +6,7 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import { decodeCursor, MAX_CURSOR_CHARS } from '../../services/server/src/wire/stream-cursor.ts';
+import { eventually } from '../../services/shared/eventually.ts';
 import { missingRedis, startRedis, type TestRedis } from '../helpers/redis.ts';
 import {
   openStreams,
@@ -16,7 +17,6 @@ import {
   subscribers,
   type TestServer,
 } from '../helpers/server.ts';
-import { eventually } from '../helpers/wait.ts';
 
 const redisSkip = missingRedis();
 

@@ -72,7 +72,6 @@ export class Hub {
     this.lifecycle = lifecycle;
     this.retryChunk = Buffer.from(encodeRetry(options.retryMs));
     this.acks = new PublishAcks(metrics, options.publishWaitMs);
-
     this.pump = new ReplayPump({
       written: (events, bytes) => {
         this.metrics.replayedEvents.inc(events);

@@ -1,4 +1,5 @@
-// Polling with a deadline, for conditions that settle asynchronously.
+// Polling with a deadline, for conditions that settle asynchronously (tests, and the harness's
+// Redis layouts while they form).
 
 /** Waits until `check` is true, polling every `intervalMs`; throws after `timeoutMs`. */
 export async function eventually(

@@ -85,6 +85,9 @@ describe('load-test harness: storm', () => {
     assert.ok(Number(f.server_rss_peak_bytes) > 0 && Number(f.server_rss_before_bytes) > 0);
     assert.ok(f.harness_worker1_cpu_pct !== undefined, 'two workers with --workers 2');
     assert.equal(f.harness_limited, r.code === 3 ? 1 : 0);
+    // On Linux the kernel's accept queue is read (50 at once stay far below its cap).
+    assert.ok(Number(f.kernel_somaxconn) > 0, 'somaxconn read');
+    assert.ok(Number(f.kernel_listen_overflows) >= 0, 'overflows read');
     assert.ok(readdirSync(dir).some((name) => name.endsWith('.md')));
     assert.match(r.stderr, /\| subscribers_served +\| +50 \|/);
   });

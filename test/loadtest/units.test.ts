@@ -10,9 +10,49 @@ import { SeqTracker } from '../../loadtest/src/fanout/seq-tracker.ts';
 import { nines } from '../../loadtest/src/report/chart.ts';
 import { formatFigure } from '../../loadtest/src/report/table.ts';
 import { aggregate } from '../../loadtest/src/rounds.ts';
+import {
+  listenQueueFigures,
+  listenQueueWarnings,
+  readListenQueue,
+  tcpExtCounter,
+} from '../../loadtest/src/storm/listen-queue.ts';
 import { evaluate, parseThreshold } from '../../loadtest/src/thresholds.ts';
 
 describe('load-test harness pieces', () => {
+  test("the kernel's accept-queue overflows: read by name, counted over the storm, warned of", () => {
+    const netstat =
+      'TcpExt: SyncookiesSent ListenOverflows ListenDrops\nTcpExt: 3 17 19\n' +
+      'IpExt: InNoRoutes\nIpExt: 0\n';
+    assert.equal(tcpExtCounter(netstat, 'ListenOverflows'), 17);
+    assert.equal(tcpExtCounter(netstat, 'ListenDrops'), 19);
+    assert.equal(tcpExtCounter(netstat, 'Nope'), null);
+    assert.equal(tcpExtCounter('TcpExt: A B\nTcpExt: 1\n', 'B'), null, 'a short value line');
+    assert.equal(tcpExtCounter('', 'ListenOverflows'), null);
+    const f = listenQueueFigures(
+      { overflows: 100, somaxconn: 4096 },
+      { overflows: 2421, somaxconn: 4096 },
+    );
+    assert.deepEqual(f, { kernel_listen_overflows: 2321, kernel_somaxconn: 4096 });
+    assert.match(
+      listenQueueWarnings(f)[0]!,
+      /overflowed 2321 time\(s\) \(net.core.somaxconn = 4096\)/,
+    );
+    assert.deepEqual(listenQueueWarnings({ ...f, kernel_listen_overflows: 0 }), []);
+    assert.deepEqual(
+      listenQueueFigures({ overflows: null, somaxconn: null }, { overflows: 5, somaxconn: 1 }),
+      { kernel_listen_overflows: null, kernel_somaxconn: 1 },
+    );
+    // Another host's counters are not this one's: not read.
+    assert.deepEqual(readListenQueue(['http://10.1.2.3:24856']), {
+      overflows: null,
+      somaxconn: null,
+    });
+    assert.deepEqual(readListenQueue(['http://127.0.0.1:1'], '/nonexistent'), {
+      overflows: null,
+      somaxconn: null,
+    });
+  });
+
   test('SeqTracker counts seqs received in any order, duplicates, and holes', () => {
     const t = new SeqTracker();
     for (const s of [0, 2, 1, 4, 5]) assert.equal(t.add(s), true);

@@ -18,6 +18,7 @@ import type { Figures, Report } from '../report/report.ts';
 import { sample, scrapeMetrics } from '../server-metrics.ts';
 import { workerUrls } from '../storm/crew.ts';
 import { publishHistory } from '../storm/history.ts';
+import { listenQueueFigures, listenQueueWarnings, readListenQueue } from '../storm/listen-queue.ts';
 import { MetricsSampler } from '../storm/metrics-sampler.ts';
 import type {
   RestartProgress,
@@ -351,11 +352,13 @@ export async function runStormRestart(
   try {
     const { open, id0 } = await goLive(crew, options, channel);
     const sampler = new MetricsSampler([base]);
+    const queueBefore = readListenQueue([base]);
     const { ids, timeline } = await restart(options, channel);
     await crew.ids([id0, ...ids]);
     const deadline = timeline.t0 + options.timeoutS * 1000;
     await until(async () => (await crew.progress()).served >= open.opened, deadline);
     const totals = addUp(await crew.collect());
+    const listenQueue = listenQueueFigures(queueBefore, readListenQueue([base]));
     // The restarted server's counters started at 0: they count this storm alone.
     const after = await scrapeMetrics(base);
     sampler.add([after]);
@@ -371,6 +374,7 @@ export async function runStormRestart(
       server_event_loop_lag_p99_max_ms: sampled.eventLoopLagP99MaxMs,
       server_event_loop_lag_max_ms: sampled.eventLoopLagMaxMs,
       server_metrics_samples: sampled.samples,
+      ...listenQueue,
       ...reasonFigures('subscribers_reset', totals.reset),
       ...reasonFigures('attempts_refused', totals.refused),
       ...reasonFigures('subscribers_open_failed', totals.openFailed),
@@ -402,7 +406,10 @@ export async function runStormRestart(
         throughput: [],
         throughputLabel: '',
       },
-      warnings: restartWarnings(totals, limited, options.expectResets),
+      warnings: [
+        ...restartWarnings(totals, limited, options.expectResets),
+        ...listenQueueWarnings(listenQueue),
+      ],
       harnessLimited: limited,
     };
   } finally {

@@ -3,7 +3,8 @@
 // event's id as Last-Event-ID, as browsers do after a deploy or a network blip, and each must get
 // the K events after it: once, in order, byte for byte. Reports how many were served, refused,
 // reset or failed, how long the first and the full replay took, when the last one was served, and
-// the server's peak memory and event-loop delay while it happened (its /metrics every 100 ms).
+// the server's peak memory and event-loop delay while it happened (its /metrics every SAMPLE_MS),
+// and on loopback how often the kernel's accept queue overflowed (storm/listen-queue.ts).
 
 import type { ProcessLoad } from '../fanout/protocol.ts';
 import { defaultWorkers, EVENT_LOOP_P99_BOUND_MS } from '../fanout/rig.ts';
@@ -12,6 +13,7 @@ import type { Figures, Report } from '../report/report.ts';
 import { type Samples, sample } from '../server-metrics.ts';
 import { addUp, StormCrew, type StormTotals, workerUrls } from '../storm/crew.ts';
 import { publishHistory } from '../storm/history.ts';
+import { listenQueueFigures, listenQueueWarnings, readListenQueue } from '../storm/listen-queue.ts';
 import { MetricsSampler, type SampledMetrics } from '../storm/metrics-sampler.ts';
 import { scrapeAll, sumDelta } from './fanout.ts';
 
@@ -142,12 +144,15 @@ function stormWarnings(t: StormTotals, limited: string[]): string[] {
 /** The storm itself: every worker connects its subscribers at one instant; the servers sampled. */
 async function storm(crew: StormCrew, options: StormOptions) {
   const before = await scrapeAll(options.bases);
+  const queueBefore = readListenQueue(options.bases);
   const sampler = new MetricsSampler(options.bases);
   const startAt = now() + START_DELAY_MS;
   const stats = await crew.go(startAt, startAt + options.timeoutS * 1000);
+  const listenQueue = listenQueueFigures(queueBefore, readListenQueue(options.bases));
   const after = await scrapeAll(options.bases);
   sampler.add(after);
-  return { totals: addUp(stats), startAt, before, after, sampled: await sampler.stop() };
+  const sampled = await sampler.stop();
+  return { totals: addUp(stats), startAt, before, after, sampled, listenQueue };
 }
 
 function stormParameters(options: StormOptions, workers: number, channel: string) {
@@ -205,6 +210,7 @@ function stormReport(
       out_of_order: totals.outOfOrder,
       corrupted: totals.corrupted,
       ...serverFigures(run.before, run.after, run.sampled),
+      ...run.listenQueue,
       history_publish_s: publishSeconds,
       ...reasonFigures('subscribers_refused', totals.refused),
       ...reasonFigures('subscribers_reset', totals.reset),
@@ -217,7 +223,7 @@ function stormReport(
       throughput: totals.servedPerSecond.map(([second, value]) => ({ second, value })),
       throughputLabel: 'subscribers served per second of the storm',
     },
-    warnings: stormWarnings(totals, limited),
+    warnings: [...stormWarnings(totals, limited), ...listenQueueWarnings(run.listenQueue)],
     harnessLimited: limited,
   };
 }

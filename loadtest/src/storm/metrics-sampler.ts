@@ -2,9 +2,12 @@
 // the targets at each sample) and the event-loop delay prom-client reports. Its
 // nodejs_eventloop_lag_* gauges cover the time since the previous scrape (prom-client resets its
 // histogram on each collect), so each sample is one short window's p99 and max.
+// Half a second apart, not less: at 10,000 sockets one scrape costs the server ~10 ms of CPU (its
+// default metrics list /proc/self/fd and every active handle), so sampling every 100 ms took ~10 %
+// of the server's CPU in a storm (CPU profile, 6 Dec 2026) and the harness perturbed what it measured.
 import { type Samples, sample, scrapeMetrics } from '../server-metrics.ts';
 
-export const SAMPLE_MS = 100;
+export const SAMPLE_MS = 500;
 
 export interface SampledMetrics {
   samples: number;

@@ -22,6 +22,7 @@ import { Channel, payloadBytes } from './channel.ts';
 import type { SseConnection } from './connection.ts';
 import { MultiStream, mergeById, type Outgoing } from './multi-stream.ts';
 import { PublishAcks } from './publish-acks.ts';
+import { ReplayImages } from './replay-image.ts';
 import { nextPage, type Pumped, REPLAY_PAGE_BYTES, ReplayPump } from './replay-pump.ts';
 import { Subscription } from './subscription.ts';
 
@@ -49,6 +50,11 @@ const ROUTE = '/sse/channels/:channel';
 /** Live subscribers one fan-out tick visits at most (one write each) before the event loop runs. */
 const SWEEP_SLICE = 1000;
 const STREAMS_ROUTE = '/sse/streams';
+/**
+ * The most bytes of shared replay images held at once (replay-image.ts): a storm from one point
+ * needs one image; past this, replays go out event by event.
+ */
+const REPLAY_IMAGE_MAX_BYTES = 64 * 1024 * 1024;
 
 export class Hub {
   private readonly channels = new Map<string, Channel>();
@@ -63,6 +69,8 @@ export class Hub {
   private readonly retryChunk: Buffer;
   private readonly acks: PublishAcks;
   private readonly pump: ReplayPump;
+  /** Long replays' bytes, shared by the streams replaying the same events (replay-image.ts). */
+  readonly images = new ReplayImages(REPLAY_IMAGE_MAX_BYTES);
   private readonly released = (ch: Channel) => this.release(ch);
   private expiryTimer: NodeJS.Timeout | null = null;
 
@@ -287,7 +295,12 @@ export class Hub {
       }
       events = replay.events;
     }
-    const first = nextPage(events, 0, Math.min(REPLAY_PAGE_BYTES, conn.maxBufferedBytes));
+    const pageBytes = Math.min(REPLAY_PAGE_BYTES, conn.maxBufferedBytes);
+    if (longerThan(events, pageBytes)) {
+      const hold = this.images.acquire(events);
+      if (hold !== null) sub.useImage(this.images, hold);
+    }
+    const first = nextPage(events, 0, pageBytes, sub.image);
     for (const p of first.parts) parts.push(p);
     if (first.next > 0) sub.cursor = events[first.next - 1]!;
     conn.sendHead(headers, parts);
@@ -302,6 +315,7 @@ export class Hub {
       this.pump.add(sub);
       return;
     }
+    sub.releaseImage();
     this.caughtUp(sub);
   }
 
@@ -451,6 +465,16 @@ export class Hub {
     if (this.expiryTimer) clearInterval(this.expiryTimer);
     this.expiryTimer = null;
   }
+}
+
+/** True when the events' bytes are more than `bytes` (the replay needs more than one page). */
+function longerThan(events: readonly FramedEvent[], bytes: number): boolean {
+  let total = 0;
+  for (const e of events) {
+    total += e.payload.length;
+    if (total > bytes) return true;
+  }
+  return false;
 }
 
 function flushTick(hub: Hub): void {

@@ -7,17 +7,26 @@
 // only after a write that went past it), and a client that stops reading is cut by the stall rule.
 import type { FramedEvent } from '../broker/broker.ts';
 import type { SseConnection } from './connection.ts';
+import { type ImageHold, imagePage } from './replay-image.ts';
 
 /** Bytes of events in one replay write (the first page also goes out with the headers). */
 export const REPLAY_PAGE_BYTES = 64 * 1024;
 const TICK_BUDGET_MS = 5;
 
-/** The next page of `events` from `from`: at least one event, then up to maxBytes in all. */
+/**
+ * The next page of `events` from `from`: at least one event, then up to maxBytes in all. Where a
+ * shared image covers the events (replay-image.ts) the page is one slice of it.
+ */
 export function nextPage(
   events: readonly FramedEvent[],
   from: number,
   maxBytes: number,
+  hold: ImageHold | null = null,
 ): { parts: Buffer[]; bytes: number; next: number } {
+  if (hold !== null && from < hold.covers) {
+    const { part, next } = imagePage(hold, from, maxBytes);
+    return { parts: [part], bytes: part.length, next };
+  }
   const parts: Buffer[] = [];
   let bytes = 0;
   let i = from;

@@ -6,6 +6,7 @@
 import type { FramedEvent } from '../broker/broker.ts';
 import { compareIds, type EventId } from '../broker/event-id.ts';
 import type { SseConnection, StreamOwner } from './connection.ts';
+import type { ImageHold, ReplayImages } from './replay-image.ts';
 import { nextPage, type PageWritten, type Pumped } from './replay-pump.ts';
 
 /** The channel a subscription belongs to, as far as the subscription needs it. */
@@ -34,6 +35,9 @@ export class Subscription implements StreamOwner, Pumped {
   backlogNext = 0;
   /** Puts the subscription back in the replay pump when its socket drains (pumped ones only). */
   onDrain: (() => void) | null = null;
+  /** The shared bytes of its replay (replay-image.ts), held until the replay is out. */
+  private hold: ImageHold | null = null;
+  private images: ReplayImages | null = null;
 
   constructor(conn: SseConnection, channel: Membership) {
     this.conn = conn;
@@ -74,13 +78,35 @@ export class Subscription implements StreamOwner, Pumped {
   writePage(maxBytes: number): PageWritten | null {
     const backlog = this.backlog;
     if (backlog === null) return { events: 0, bytes: 0, done: true };
-    const page = nextPage(backlog, this.backlogNext, maxBytes);
+    const from = this.backlogNext;
+    const page = nextPage(backlog, from, maxBytes, this.hold);
     if (!this.conn.sendParts(page.parts)) return null;
     this.backlogNext = page.next;
     this.cursor = backlog[page.next - 1]!;
     const done = page.next >= backlog.length;
-    if (done) this.backlog = null;
-    return { events: page.parts.length, bytes: page.bytes, done };
+    if (done) {
+      this.backlog = null;
+      this.releaseImage();
+    }
+    return { events: page.next - from, bytes: page.bytes, done };
+  }
+
+  /** Holds a shared image of its replay (taken by the hub; let go when the replay is out). */
+  useImage(images: ReplayImages, hold: ImageHold): void {
+    this.releaseImage();
+    this.images = images;
+    this.hold = hold;
+  }
+
+  /** The image it holds, if any (for the first page). */
+  get image(): ImageHold | null {
+    return this.hold;
+  }
+
+  releaseImage(): void {
+    if (this.hold !== null) this.images?.release(this.hold.image);
+    this.hold = null;
+    this.images = null;
   }
 
   /** Writes the queued events after the cursor (once the replay is out). Returns them. */
@@ -116,5 +142,6 @@ export class Subscription implements StreamOwner, Pumped {
     this.queuedBytes = 0;
     this.backlog = null;
     this.onDrain = null;
+    this.releaseImage();
   }
 }

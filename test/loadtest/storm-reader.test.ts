@@ -1,6 +1,7 @@
 // The storm's raw receiver: HTTP/1.1 framing and SSE framing split anywhere (checked against
 // eventsource-parser), CRLF in odd places, and a replay with a gap, a duplicate, a swap or a wrong
-// byte caught by a RawSubscriber reading a crafted response off a real socket.
+// byte caught by a RawSubscriber reading a crafted response off a real socket, whether it reads
+// every event or compares its body with a reference replay (the same verdicts either way).
 import assert from 'node:assert/strict';
 import net from 'node:net';
 import { describe, test } from 'node:test';
@@ -11,7 +12,9 @@ import { eventStreamRequest } from '../../loadtest/src/raw/request.ts';
 import { SseReader } from '../../loadtest/src/raw/sse-reader.ts';
 import { historyBatches } from '../../loadtest/src/storm/history.ts';
 import { RawSubscriber } from '../../loadtest/src/storm/raw-subscriber.ts';
+import { ReferenceReplay } from '../../loadtest/src/storm/reference-replay.ts';
 import { historyData, replayExpectation } from '../../loadtest/src/storm/replay-check.ts';
+import { eventually } from '../helpers/server.ts';
 
 interface Ev {
   id: string | undefined;
@@ -270,5 +273,126 @@ describe('storm receiver: a replay checked event by event', () => {
       'HTTP/1.1 503 Service Unavailable\r\nRetry-After: 1\r\nContent-Length: 2\r\n\r\n{}',
     );
     assert.deepEqual(status.outcome, { kind: 'refused', reason: 'http_503' });
+  });
+});
+
+/** One RawSubscriber with `reference` against a server answering `raw`. */
+async function subscribeWith(raw: string, reference: ReferenceReplay): Promise<RawSubscriber> {
+  const server = await rawServer(raw);
+  try {
+    return await new Promise<RawSubscriber>((resolve) => {
+      const sub = new RawSubscriber(replayExpectation(IDS, 40), resolve, reference);
+      const url = new URL(`http://127.0.0.1:${server.port}/sse/channels/c`);
+      sub.start({
+        host: '127.0.0.1',
+        port: server.port,
+        request: eventStreamRequest(url, IDS[0]!),
+      });
+    });
+  } finally {
+    server.close();
+  }
+}
+
+/** What a subscriber's checks say, to compare the two ways of reading. */
+const verdict = (s: RawSubscriber) => ({
+  outcome: s.outcome,
+  distinct: s.check.distinct,
+  lost: s.check.lost(s.endedByServer),
+  duplicated: s.check.duplicated,
+  outOfOrder: s.check.outOfOrder,
+  corrupted: s.check.corrupted,
+});
+
+describe('storm receiver: a replay compared with a reference', () => {
+  const good = replay(seqs(1, 2, 3, 4, 5));
+
+  test('the first served body becomes the reference; the next ones are compared, not read', async () => {
+    const reference = new ReferenceReplay(replayExpectation(IDS, 40));
+    const first = await subscribeWith(good, reference);
+    assert.equal(first.outcome?.kind, 'served');
+    assert.equal(first.comparedBytes, 0, 'the recorder reads event by event');
+    assert.equal(reference.ends.length, K);
+    assert.equal(reference.bytes!.length, reference.ends[K - 1]);
+    const next = await subscribeWith(good, reference);
+    assert.deepEqual(verdict(next), verdict(first));
+    assert.equal(next.comparedBytes, reference.bytes!.length, 'every byte compared');
+    assert.ok(next.servedAt! >= next.firstEventAt! && next.firstEventAt! >= next.connectAt);
+  });
+
+  test('a gap, a duplicate, a swap, a wrong byte, a comment: the same verdict as read event by event', async () => {
+    const reference = new ReferenceReplay(replayExpectation(IDS, 40));
+    await subscribeWith(good, reference);
+    assert.ok(reference.bytes !== null);
+    const wrong = historyData(4, 40).replace('xx', 'xy');
+    const cases = [
+      replay(seqs(1, 2, 4, 5)),
+      replay(seqs(1, 2, 2, 3, 4, 5)),
+      replay(seqs(0, 1, 2, 3, 4, 5)),
+      replay(seqs(1, 3, 2, 4, 5)),
+      replay([...seqs(1, 2, 3), frame(4, wrong), frame(5)]),
+      replay([...seqs(1, 2), frame(3).replace('-3', '-9'), ...seqs(4, 5)]),
+      replay([...seqs(1, 2), ': heartbeat\n\n', ...seqs(3, 4, 5)]),
+      replay([...seqs(1, 2), 'event: reset\ndata: {"reason":"history_exceeded"}\n\n']),
+    ];
+    let comparedBytes = 0;
+    for (const raw of cases) {
+      const compared = await subscribeWith(raw, reference);
+      const read = await subscribeTo(raw);
+      assert.deepEqual(verdict(compared), verdict(read), raw);
+      comparedBytes += compared.comparedBytes;
+    }
+    // Up to the fault (a whole read that holds it is read event by event).
+    assert.ok(comparedBytes > 0, 'bytes were compared');
+  });
+
+  test('a subscriber that began before the reference joins it at an event end', async () => {
+    const expect = replayExpectation(IDS, 40);
+    const reference = new ReferenceReplay(expect);
+    // A body read until the connection closes: connections 1 (the recorder) and 2 get the head
+    // and events 1-2, then wait for their gate.
+    const sse = `retry: 1000\n\n${seqs(1, 2, 3, 4, 5).join('')}`;
+    const head = 'HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nConnection: close\r\n\r\n';
+    const body = Buffer.from(head + sse, 'latin1');
+    const cut = head.length + sse.indexOf(frame(3));
+    const gates: (() => void)[] = [];
+    const server = net.createServer((socket) => {
+      socket.on('error', () => {});
+      socket.once('data', () => {
+        socket.write(body.subarray(0, cut));
+        void new Promise<void>((r) => gates.push(r)).then(() => {
+          socket.end(body.subarray(cut));
+        });
+      });
+    });
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+    const { port } = server.address() as net.AddressInfo;
+    const url = new URL(`http://127.0.0.1:${port}/sse/channels/c`);
+    const target = { host: '127.0.0.1', port, request: eventStreamRequest(url, IDS[0]!) };
+    try {
+      const subs: RawSubscriber[] = [];
+      const done = [0, 1].map(
+        () =>
+          new Promise<RawSubscriber>((resolve) => {
+            const sub = new RawSubscriber(expect, resolve, reference);
+            subs.push(sub);
+          }),
+      );
+      subs[0]!.start(target);
+      await eventually(() => subs[0]!.check.distinct === 2, 5000, 'the recorder has events 1-2');
+      subs[1]!.start(target);
+      await eventually(() => subs[1]!.check.distinct === 2, 5000, 'the second has events 1-2');
+      gates[0]!();
+      const recorder = await done[0]!;
+      assert.equal(recorder.outcome?.kind, 'served');
+      assert.ok(reference.bytes !== null);
+      gates[1]!();
+      const joined = await done[1]!;
+      assert.deepEqual(verdict(joined), verdict(recorder));
+      assert.equal(joined.comparedBytes, body.length - cut, 'compared from the end of event 2');
+    } finally {
+      for (const g of gates) g();
+      server.close();
+    }
   });
 });

@@ -87,6 +87,8 @@ describe('load-test harness: storm', () => {
     assert.equal(f.harness_limited, r.code === 3 ? 1 : 0);
     // On Linux the kernel's accept queue is read (50 at once stay far below its cap).
     assert.ok(Number(f.kernel_somaxconn) > 0, 'somaxconn read');
+    const compared = Number(f.harness_subscribers_compared);
+    assert.ok(compared >= 0 && compared < N, 'the recorder of each worker reads event by event');
     assert.ok(Number(f.kernel_listen_overflows) >= 0, 'overflows read');
     assert.ok(readdirSync(dir).some((name) => name.endsWith('.md')));
     assert.match(r.stderr, /\| subscribers_served +\| +50 \|/);

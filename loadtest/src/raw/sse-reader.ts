@@ -50,6 +50,17 @@ export class SseReader {
     this.onRetry = onRetry;
   }
 
+  /** Nothing carried to the next feed: no unfinished line and no field of an undispatched event. */
+  get idle(): boolean {
+    return (
+      this.pending === null &&
+      !this.afterCr &&
+      this.data === null &&
+      this.id === undefined &&
+      this.event === undefined
+    );
+  }
+
   feed(chunk: Buffer): void {
     if (chunk.length === 0) return;
     let pos = 0;

@@ -113,7 +113,11 @@ function serverFigures(before: (Samples | null)[], after: (Samples | null)[], s:
 
 function harnessFigures(t: StormTotals, limited: string[]): Figures {
   const loads = t.loads;
-  const f: Figures = { harness_connect_loop_max_ms: t.connectLoopMaxMs };
+  const f: Figures = {
+    harness_connect_loop_max_ms: t.connectLoopMaxMs,
+    // Verified by comparing their bytes with a reference replay (storm/reference-replay.ts).
+    harness_subscribers_compared: t.compared,
+  };
   loads.forEach((l, i) => {
     f[`harness_worker${i}_cpu_pct`] = l.cpuPct;
     f[`harness_worker${i}_event_loop_p99_ms`] = l.eventLoopP99Ms;

@@ -56,6 +56,7 @@ export function addUp(all: StormStats[]): StormTotals {
     outOfOrder: all.reduce((n, s) => n + s.outOfOrder, 0),
     corrupted: all.reduce((n, s) => n + s.corrupted, 0),
     replayed: all.reduce((n, s) => n + s.replayed, 0),
+    compared: all.reduce((n, s) => n + s.compared, 0),
     lastServedAt: null,
     servedPerSecond: [],
     firstEventMs: percentiles(first),

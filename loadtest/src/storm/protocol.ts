@@ -30,6 +30,8 @@ export interface StormStats {
   corrupted: number;
   /** Distinct replayed events received, over every subscriber. */
   replayed: number;
+  /** Subscribers whose body was verified, in part or whole, by comparison with the reference. */
+  compared: number;
   /** HDR histograms (microseconds): connect start -> first replayed event, -> the last one. */
   firstEvent: string;
   fullReplay: string;

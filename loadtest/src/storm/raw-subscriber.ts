@@ -7,6 +7,7 @@ import net from 'node:net';
 import { HttpFramingError, HttpResponseParser } from '../raw/http-response.ts';
 import type { RawTarget } from '../raw/request.ts';
 import { SseReader } from '../raw/sse-reader.ts';
+import type { ReferenceReplay } from './reference-replay.ts';
 import { ReplayCheck, type ReplayExpectation } from './replay-check.ts';
 
 export type OutcomeKind = 'served' | 'refused' | 'reset' | 'failed' | 'timed_out';
@@ -39,22 +40,37 @@ export class RawSubscriber {
   outcome: Outcome | null = null;
   /** The server ended the response (a complete body) before the replay was. */
   endedByServer = false;
+  /** Body bytes verified by comparison with the worker's reference (reference-replay.ts). */
+  comparedBytes = 0;
   private accepted = false;
   private socket: net.Socket | null = null;
   private readonly onDone: (sub: RawSubscriber) => void;
+  private readonly reference: ReferenceReplay | null;
+  private readonly sse = new SseReader((id, event, data) => this.event(id, event, data));
+  /** Body bytes fed to the event-by-event reader. */
+  private fed = 0;
+  /** Where this body is in the reference while compared with it; -1: read event by event. */
+  private refPos = -1;
+  /** Where the comparison began: the bytes since then were not fed to the reader. */
+  private joinedAt = 0;
+  private recording = false;
 
-  constructor(expect: ReplayExpectation, onDone: (sub: RawSubscriber) => void) {
+  /** `reference`: the worker's for this target (null: every event read and checked one by one). */
+  constructor(
+    expect: ReplayExpectation,
+    onDone: (sub: RawSubscriber) => void,
+    reference: ReferenceReplay | null = null,
+  ) {
     this.check = new ReplayCheck(expect);
     this.onDone = onDone;
+    this.reference = reference;
   }
 
   /** Connects and writes the request; the outcome comes through `onDone`. */
   start(target: StormTarget): void {
-    const sse = new SseReader((id, event, data) => this.event(id, event, data));
     const http = new HttpResponseParser({
       onHead: (status, headers) => this.head(status, headers),
-      // Once the outcome is known the rest is not read (a reset's replay, say).
-      onBody: (bytes) => this.outcome === null && sse.feed(bytes),
+      onBody: (bytes) => this.body(bytes),
       onEnd: () => this.ended(),
     });
     this.connectAt = now();
@@ -86,6 +102,62 @@ export class RawSubscriber {
     }
   }
 
+  /** Body bytes: compared with the reference, or read event by event (see reference-replay.ts). */
+  private body(bytes: Buffer): void {
+    // Once the outcome is known the rest is not read (a reset's replay, say).
+    if (this.outcome !== null) return;
+    if (this.refPos < 0) {
+      const ref = this.reference;
+      if (ref !== null && this.fed === 0 && !this.recording) this.recording = ref.claim(this);
+      if (!this.canJoin()) {
+        if (this.recording) ref!.record(this, bytes);
+        this.fed += bytes.length;
+        this.sse.feed(bytes);
+        return;
+      }
+      this.refPos = this.fed;
+      this.joinedAt = this.fed;
+    }
+    this.compare(bytes);
+  }
+
+  /** The reader is where the reference's reader was at one of its event ends (or at the start). */
+  private canJoin(): boolean {
+    const ref = this.reference;
+    if (ref === null || ref.bytes === null || this.recording) return false;
+    if (!this.sse.idle || !this.check.clean) return false;
+    const seq = this.check.highestSeq;
+    return seq === 0 ? this.fed === 0 : this.fed === ref.ends[seq - 1];
+  }
+
+  private compare(bytes: Buffer): void {
+    const ref = this.reference!;
+    const expected = ref.bytes!;
+    const n = Math.min(bytes.length, expected.length - this.refPos);
+    if (!bytes.subarray(0, n).equals(expected.subarray(this.refPos, this.refPos + n))) {
+      this.leave();
+      this.fed += bytes.length;
+      this.sse.feed(bytes);
+      return;
+    }
+    this.refPos += n;
+    this.comparedBytes += n;
+    if (this.firstEventAt === null && this.refPos >= ref.ends[0]!) this.firstEventAt = now();
+    if (this.refPos === expected.length) {
+      this.check.receivedAll();
+      this.servedAt = now();
+      this.finish('served', 'served');
+    }
+  }
+
+  /** Back to reading event by event: the reader first gets the bytes matched since joining. */
+  private leave(): void {
+    const matched = this.reference!.bytes!.subarray(this.joinedAt, this.refPos);
+    this.refPos = -1;
+    this.fed += matched.length;
+    this.sse.feed(matched);
+  }
+
   private head(status: number, headers: Record<string, string>): void {
     if (status !== 200) this.finish('refused', `http_${status}`);
     else if (!(headers['content-type'] ?? '').startsWith('text/event-stream')) {
@@ -115,6 +187,15 @@ export class RawSubscriber {
 
   private finish(kind: OutcomeKind, reason: string): void {
     if (this.outcome !== null) return;
+    // Not served while comparing: the events matched so far are counted by reading them.
+    if (this.refPos >= 0 && kind !== 'served') {
+      this.leave();
+      if (this.outcome !== null) return;
+    }
+    if (this.recording) {
+      this.recording = false;
+      this.reference!.finished(this, kind === 'served');
+    }
     this.outcome = { kind, reason };
     this.socket?.destroy();
     this.onDone(this);

@@ -64,6 +64,28 @@ export class ReplayCheck {
     else this.highest = seq;
   }
 
+  /**
+   * Every event received once, in order: what a body identical to a verified reference holds
+   * (reference-replay.ts; only from a state with nothing wrong so far).
+   */
+  receivedAll(): void {
+    this.seen.fill(1, 1);
+    this.distinct = this.wanted;
+    this.highest = this.wanted;
+  }
+
+  /** Nothing wrong so far: every seq up to the highest received once, in order. */
+  get clean(): boolean {
+    return (
+      this.distinct === this.highest && this.duplicated + this.outOfOrder + this.corrupted === 0
+    );
+  }
+
+  /** The highest seq received. */
+  get highestSeq(): number {
+    return this.highest;
+  }
+
   get complete(): boolean {
     return this.distinct === this.wanted;
   }

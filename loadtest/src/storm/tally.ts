@@ -25,6 +25,7 @@ function emptyStats(subscribers: number, load: ProcessLoad): StormStats {
     outOfOrder: 0,
     corrupted: 0,
     replayed: 0,
+    compared: 0,
     firstEvent: '',
     fullReplay: '',
     lastServedAt: null,
@@ -49,6 +50,7 @@ function countOutcome(stats: StormStats, sub: RawSubscriber): void {
   stats.outOfOrder += check.outOfOrder;
   stats.corrupted += check.corrupted;
   stats.replayed += check.distinct;
+  if (sub.comparedBytes > 0) stats.compared++;
 }
 
 export function tally(

@@ -1,11 +1,13 @@
 // A storm worker (a child process of the storm coordinator): builds its subscribers' requests and
-// the expected replay, connects them all at the coordinator's `startAt` in one synchronous loop
+// the expected replay (and a reference per target, reference-replay.ts), connects them all at the
+// coordinator's `startAt` in one synchronous loop
 // (about 0.1 ms a socket: the first ones' responses wait for the loop's end, so its length is
 // reported), waits until each has an outcome (or the deadline), and answers with its StormStats.
 import { LoadMonitor } from '../fanout/load-monitor.ts';
 import { eventStreamRequest, rawTarget } from '../raw/request.ts';
 import type { StormReply, StormRequest } from './protocol.ts';
 import { RawSubscriber, type StormTarget } from './raw-subscriber.ts';
+import { ReferenceReplay } from './reference-replay.ts';
 import { type ReplayExpectation, replayExpectation } from './replay-check.ts';
 import { tally } from './tally.ts';
 
@@ -47,7 +49,16 @@ async function go(req: Extract<StormRequest, { type: 'go' }>): Promise<StormRepl
   const onDone = () => {
     if (--pending === 0) allDone();
   };
-  subscribers = targets.map(() => new RawSubscriber(expect, onDone));
+  // One reference per target: its subscribers send the same request and expect the same body.
+  const references = new Map<StormTarget, ReferenceReplay>();
+  subscribers = targets.map((target) => {
+    let reference = references.get(target);
+    if (reference === undefined) {
+      reference = new ReferenceReplay(expect);
+      references.set(target, reference);
+    }
+    return new RawSubscriber(expect, onDone, reference);
+  });
   const wait = req.startAt - now();
   if (wait > 0) await new Promise((r) => setTimeout(r, wait));
   const loopStart = now();

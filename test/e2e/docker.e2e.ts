@@ -114,6 +114,13 @@ const steps: [string, () => Promise<void>][] = [
         probes.at(-1)?.ExitCode === 0 && probes.at(-1)?.Output.trim() === 'HTTP/1.1 200 OK',
         `last healthcheck: ${log.stdout}`,
       );
+      // The accept queue is raised for reconnect storms (compose sysctls).
+      const backlog = await run(
+        'docker',
+        ['inspect', '-f', '{{index .HostConfig.Sysctls "net.core.somaxconn"}}', id],
+        10_000,
+      );
+      expect(backlog.stdout.trim() === '65535', `server somaxconn: ${backlog.stdout}`);
       images.server = (
         await run('docker', ['inspect', '-f', '{{.Config.Image}}', id], 10_000)
       ).stdout.trim();

@@ -4,14 +4,21 @@
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { once } from 'node:events';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import type net from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { Writable } from 'node:stream';
 import { describe, test } from 'node:test';
 import { loadServerConfig } from '../../services/server/src/config.ts';
 import {
+  acceptQueueCap,
   FD_RESERVE,
+  reportAcceptQueue,
   SOCKET_HEADROOM,
   socketCap,
 } from '../../services/server/src/http/socket-limits.ts';
+import { createLogger } from '../../services/server/src/logger.ts';
 import { ROOT } from '../helpers/process.ts';
 import { connect } from '../helpers/raw-socket.ts';
 import { eventually, startServer } from '../helpers/server.ts';
@@ -102,5 +109,36 @@ describe('limits.maxSockets', () => {
     assert.equal(warning.openFileLimit, 512);
     assert.equal(warning.maxSockets, 512 - 64);
     assert.equal(code, 0);
+  });
+});
+
+describe('the accept queue', () => {
+  test('a kernel cap below limits.maxConnections is said at start, once, with both numbers', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'somaxconn-'));
+    try {
+      const file = join(dir, 'somaxconn');
+      writeFileSync(file, '4096\n');
+      assert.equal(acceptQueueCap(file), 4096);
+      assert.equal(acceptQueueCap(join(dir, 'missing')), null);
+      writeFileSync(join(dir, 'bad'), 'many\n');
+      assert.equal(acceptQueueCap(join(dir, 'bad')), null);
+      const lines: Record<string, unknown>[] = [];
+      const sink = new Writable({
+        write(chunk: Buffer, _enc, done) {
+          lines.push(JSON.parse(chunk.toString()));
+          done();
+        },
+      });
+      const logger = createLogger('info', sink);
+      assert.equal(reportAcceptQueue(20_000, logger, 4096), 4096);
+      assert.equal(reportAcceptQueue(20_000, logger, 65_535), 65_535);
+      assert.equal(reportAcceptQueue(20_000, logger, null), null);
+      assert.equal(lines.length, 1);
+      assert.equal(lines[0]!.event, 'accept_queue_capped');
+      assert.equal(lines[0]!.somaxconn, 4096);
+      assert.equal(lines[0]!.maxConnections, 20_000);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });

@@ -10,6 +10,7 @@ import {
   closeSilentSockets,
   limitSockets,
   onClientError,
+  reportAcceptQueue,
 } from './socket-limits.ts';
 
 type Handler = (req: IncomingMessage, res: ServerResponse) => void;
@@ -40,6 +41,7 @@ export function createMainServer(
   http.on('connect', refuseConnect);
   http.on('checkExpectation', refuseExpectation);
   limitSockets(http, config.limits, logger);
+  reportAcceptQueue(config.limits.maxConnections, logger);
   closeSilentSockets(http);
   return http;
 }

@@ -93,10 +93,43 @@ export function limitSockets(
   return cap;
 }
 
+/** net.core.somaxconn, the kernel's cap on a listen backlog (Linux), or null where unreadable. */
+export function acceptQueueCap(path = '/proc/sys/net/core/somaxconn'): number | null {
+  try {
+    const n = Number(readFileSync(path, 'latin1').trim());
+    return Number.isSafeInteger(n) && n > 0 ? n : null;
+  } catch {
+    return null;
+  }
+}
+
 /**
- * Node's headersTimeout starts with the first byte of a request: a socket that connects and sends
- * nothing would stay open until the client leaves. Such a socket is closed once it has been
- * silent for server.headersTimeout (one timer per new socket, cleared when it closes).
+ * Says at start when the kernel caps the accept queue below limits.maxConnections: more clients
+ * than that connecting at once (a reconnect storm after a restart) overflow it, the kernel drops
+ * their handshakes and they wait for TCP to resend (1, 3, 7, 15 s), and one whose first bytes
+ * come after headersTimeout is closed (docs/PERFORMANCE.md, the one-shot storm). Returns the cap.
+ */
+export function reportAcceptQueue(
+  maxConnections: number,
+  logger: Logger,
+  cap = acceptQueueCap(),
+): number | null {
+  if (cap !== null && cap < maxConnections) {
+    logger.info(
+      { event: 'accept_queue_capped', somaxconn: cap, maxConnections },
+      `the kernel caps the accept queue at net.core.somaxconn (${cap}), below limits.maxConnections (${maxConnections}): more clients than that reconnecting at once wait for TCP to resend their handshakes; raise net.core.somaxconn for storms that large`,
+    );
+  }
+  return cap;
+}
+
+/**
+ * A socket that connects and sends nothing is closed once it has been silent for
+ * server.headersTimeout (one timer per new socket, cleared when it closes). Node 24's own check
+ * also counts headersTimeout from the connection for such a socket (a 408 at the next
+ * connectionsCheckingInterval, measured 6 Dec 2026); this rule does not depend on that, which
+ * older releases did not do. Either way a client whose first bytes TCP must resend after an
+ * accept-queue overflow can be cut (reportAcceptQueue).
  */
 export function closeSilentSockets(server: Server): void {
   server.on('connection', (socket: Socket) => {

@@ -197,12 +197,18 @@ const K = 5;
 const IDS = Array.from({ length: K + 1 }, (_, seq) => `1764000000000-${seq}`);
 const frame = (seq: number, data = historyData(seq, 40)) => `id: ${IDS[seq]}\ndata: ${data}\n\n`;
 
-/** One RawSubscriber against a server answering `raw`: its outcome and checks. */
-async function subscribeTo(raw: string): Promise<RawSubscriber> {
+/**
+ * One RawSubscriber against a server answering `raw`: its outcome and checks. With a reference it
+ * compares its body with it where it can (reference-replay.ts).
+ */
+async function subscribeTo(
+  raw: string,
+  reference: ReferenceReplay | null = null,
+): Promise<RawSubscriber> {
   const server = await rawServer(raw);
   try {
     return await new Promise<RawSubscriber>((resolve) => {
-      const sub = new RawSubscriber(replayExpectation(IDS, 40), resolve);
+      const sub = new RawSubscriber(replayExpectation(IDS, 40), resolve, reference);
       const url = new URL(`http://127.0.0.1:${server.port}/sse/channels/c`);
       sub.start({
         host: '127.0.0.1',
@@ -276,24 +282,6 @@ describe('storm receiver: a replay checked event by event', () => {
   });
 });
 
-/** One RawSubscriber with `reference` against a server answering `raw`. */
-async function subscribeWith(raw: string, reference: ReferenceReplay): Promise<RawSubscriber> {
-  const server = await rawServer(raw);
-  try {
-    return await new Promise<RawSubscriber>((resolve) => {
-      const sub = new RawSubscriber(replayExpectation(IDS, 40), resolve, reference);
-      const url = new URL(`http://127.0.0.1:${server.port}/sse/channels/c`);
-      sub.start({
-        host: '127.0.0.1',
-        port: server.port,
-        request: eventStreamRequest(url, IDS[0]!),
-      });
-    });
-  } finally {
-    server.close();
-  }
-}
-
 /** What a subscriber's checks say, to compare the two ways of reading. */
 const verdict = (s: RawSubscriber) => ({
   outcome: s.outcome,
@@ -309,12 +297,12 @@ describe('storm receiver: a replay compared with a reference', () => {
 
   test('the first served body becomes the reference; the next ones are compared, not read', async () => {
     const reference = new ReferenceReplay(replayExpectation(IDS, 40));
-    const first = await subscribeWith(good, reference);
+    const first = await subscribeTo(good, reference);
     assert.equal(first.outcome?.kind, 'served');
     assert.equal(first.comparedBytes, 0, 'the recorder reads event by event');
     assert.equal(reference.ends.length, K);
     assert.equal(reference.bytes!.length, reference.ends[K - 1]);
-    const next = await subscribeWith(good, reference);
+    const next = await subscribeTo(good, reference);
     assert.deepEqual(verdict(next), verdict(first));
     assert.equal(next.comparedBytes, reference.bytes!.length, 'every byte compared');
     assert.ok(next.servedAt! >= next.firstEventAt! && next.firstEventAt! >= next.connectAt);
@@ -322,7 +310,7 @@ describe('storm receiver: a replay compared with a reference', () => {
 
   test('a gap, a duplicate, a swap, a wrong byte, a comment: the same verdict as read event by event', async () => {
     const reference = new ReferenceReplay(replayExpectation(IDS, 40));
-    await subscribeWith(good, reference);
+    await subscribeTo(good, reference);
     assert.ok(reference.bytes !== null);
     const wrong = historyData(4, 40).replace('xx', 'xy');
     const cases = [
@@ -337,7 +325,7 @@ describe('storm receiver: a replay compared with a reference', () => {
     ];
     let comparedBytes = 0;
     for (const raw of cases) {
-      const compared = await subscribeWith(raw, reference);
+      const compared = await subscribeTo(raw, reference);
       const read = await subscribeTo(raw);
       assert.deepEqual(verdict(compared), verdict(read), raw);
       comparedBytes += compared.comparedBytes;

@@ -5,7 +5,9 @@
 // client-library receiver does none either); a stream that ends or breaks counts its reason as an
 // error, and the events it then misses as lost. Arrival time is read once per socket read. On
 // several-channel streams (/sse/streams) each event's data is the envelope, read as bytes by
-// stream-envelope.ts (the channel, and seq and ts inside the escaped inner data).
+// stream-envelope.ts (the channel, and seq and ts inside the escaped inner data). Single-channel
+// streams of one URL share their bytes (shared-stream.ts): each subscriber compares its reads
+// with the shared ones instead of parsing them, and reads on its own from the first that differs.
 import net from 'node:net';
 import { HttpFramingError, HttpResponseParser } from '../raw/http-response.ts';
 import { eventStreamRequest, type RawTarget, rawTarget } from '../raw/request.ts';
@@ -13,6 +15,7 @@ import { SseReader } from '../raw/sse-reader.ts';
 import { intactBytes, publishTimeIn, sequenceNumberIn } from './event-data.ts';
 import { DeliveryLedger, type LedgerSubscriber, serveWorker } from './ledger.ts';
 import type { WorkerReply } from './protocol.ts';
+import { SharedCursor, type SharedEvent, SharedStream } from './shared-stream.ts';
 import { EnvelopeReader } from './stream-envelope.ts';
 
 /** A subscriber not open (status and headers read) this long after its connect counts as failed. */
@@ -34,14 +37,23 @@ class RawStream {
   private now = 0;
   private ended = false;
   private settle: ((opened: boolean) => void) | null;
+  /** Its place in the worker's shared stream for its URL (shared-stream.ts); null: reads alone. */
+  private readonly cursor: SharedCursor | null;
+  private readonly deliverShared = (e: SharedEvent) => this.shared(e);
 
-  constructor(target: RawTarget, request: Buffer, settle: (opened: boolean) => void) {
+  constructor(
+    target: RawTarget,
+    request: Buffer,
+    shared: SharedStream | null,
+    settle: (opened: boolean) => void,
+  ) {
     this.sub = ledger.add();
     this.settle = settle;
+    this.cursor = shared === null ? null : new SharedCursor(shared);
     this.sse = new SseReader((id, event, data) => this.event(id, event, data));
     this.http = new HttpResponseParser({
       onHead: (status, headers) => this.head(status, headers),
-      onBody: (bytes) => this.sse.feed(bytes),
+      onBody: (bytes) => this.body(bytes),
       onEnd: () => this.end('stream_ended'),
     });
     this.socket = net.connect({ host: target.host, port: target.port, noDelay: true });
@@ -68,6 +80,40 @@ class RawStream {
       this.settle?.(true);
       this.settle = null;
     }
+  }
+
+  /** Body bytes: compared with the shared stream once joined, else read here (then maybe join). */
+  private body(bytes: Buffer): void {
+    const cursor = this.cursor;
+    if (cursor?.joined) {
+      const own = cursor.read(bytes, this.deliverShared);
+      if (own !== null) for (const b of own) this.sse.feed(b);
+      return;
+    }
+    this.sse.feed(bytes);
+    if (cursor !== null && !this.ended) cursor.tryJoin(this.sse.idle, this.lastId);
+  }
+
+  /** An event of the shared stream this stream's bytes matched: as if read here. */
+  private shared(e: SharedEvent): void {
+    if (this.ended) return;
+    this.lastId = e.lastId;
+    if (e.name !== null) {
+      ledger.error(`event_${e.name}`);
+      return;
+    }
+    const shape = ledger.shape;
+    let read = e.read;
+    if (read === undefined || read.shape !== shape) {
+      read = {
+        seq: read?.seq ?? sequenceNumberIn(e.data),
+        ts: read?.ts ?? publishTimeIn(e.data),
+        shape,
+        intact: shape === null || intactBytes(e.data, shape),
+      };
+      e.read = read;
+    }
+    ledger.deliver(this.sub, read.seq, read.ts, read.intact, e.lastId, this.now);
   }
 
   private event(id: string | undefined, event: string | undefined, data: Buffer): void {
@@ -123,7 +169,10 @@ const OPEN_BATCH = 250;
 async function open(urls: string[]): Promise<WorkerReply> {
   const spec = ledger.streams;
   envelopes = spec === null ? null : new EnvelopeReader(spec.prefix, spec.names.length);
-  const requests = new Map<string, { target: RawTarget; request: Buffer }>();
+  const requests = new Map<
+    string,
+    { target: RawTarget; request: Buffer; shared: SharedStream | null }
+  >();
   const opening: Promise<boolean>[] = [];
   for (let i = 0; i < urls.length; i += OPEN_BATCH) {
     for (let j = i; j < Math.min(urls.length, i + OPEN_BATCH); j++) {
@@ -131,11 +180,15 @@ async function open(urls: string[]): Promise<WorkerReply> {
       let r = requests.get(raw);
       if (r === undefined) {
         const url = new URL(raw);
-        r = { target: rawTarget(url), request: eventStreamRequest(url) };
+        // Several-channel streams differ per stream (their envelopes): no shared stream.
+        const shared = envelopes === null ? new SharedStream() : null;
+        r = { target: rawTarget(url), request: eventStreamRequest(url), shared };
         requests.set(raw, r);
       }
-      const { target, request } = r;
-      opening.push(new Promise((resolve) => streams.push(new RawStream(target, request, resolve))));
+      const { target, request, shared } = r;
+      opening.push(
+        new Promise((resolve) => streams.push(new RawStream(target, request, shared, resolve))),
+      );
     }
     await new Promise((r) => setImmediate(r));
   }

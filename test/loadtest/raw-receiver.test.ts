@@ -166,6 +166,10 @@ describe('load-test harness: the raw receiver', () => {
       assert.ok(Number(f.published) > 0, receiver);
       assert.equal(f.deliveries, Number(f.published) * 200, receiver);
       assert.equal(f.deliveries, sent, `${receiver}: the server's own count of deliveries`);
+      // The raw receiver reads the same bytes once per worker (shared-stream.ts); the client none.
+      if (receiver === 'raw')
+        assert.ok(Number(f.harness_subscribers_shared) > 0, 'shared stream used');
+      else assert.equal(f.harness_subscribers_shared, 0);
       counts[receiver] = f;
     }
     for (const name of FAULT_FIGURES) {

@@ -28,6 +28,8 @@ export interface LedgerSubscriber {
   lastSeq: number;
   /** Several-channel streams: per channel, the highest position received (ms, seq; -1: none). */
   channelOrder: Float64Array | null;
+  /** The raw receiver handed it events from the worker's shared stream (shared-stream.ts). */
+  shared: boolean;
 }
 
 /** The channels of the workers' several-channel streams (null: one channel, its own route). */
@@ -84,6 +86,7 @@ export class DeliveryLedger {
       lastSeq: -1,
       channelOrder:
         this.streams === null ? null : new Float64Array(this.streams.names.length * 2).fill(-1),
+      shared: false,
     };
     this.subscribers.push(sub);
     return sub;
@@ -204,6 +207,7 @@ export class DeliveryLedger {
       if (req.forget) sub.seqs.forget(req.to);
     }
     const stats: WorkerStats = {
+      shared: counted.filter((s) => s.shared).length,
       deliveries,
       measured: this.measured,
       expected: expectedEach * counted.length,

@@ -32,6 +32,8 @@ export type WorkerReply =
   | { type: 'closed' };
 
 export interface WorkerStats {
+  /** Subscribers the raw receiver read, in part or whole, through its shared stream. */
+  shared: number;
   /** Deliveries of seqs in the collected range (first receipt only). */
   deliveries: number;
   /** Deliveries whose latency was recorded (publish ts at or after the measure start). */

@@ -97,6 +97,7 @@ class RawStream {
   /** An event of the shared stream this stream's bytes matched: as if read here. */
   private shared(e: SharedEvent): void {
     if (this.ended) return;
+    this.sub.shared = true;
     this.lastId = e.lastId;
     if (e.name !== null) {
       ledger.error(`event_${e.name}`);

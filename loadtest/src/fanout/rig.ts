@@ -120,6 +120,8 @@ export interface StepResult {
   /** Measured deliveries per whole second (partial first and last seconds left out). */
   perSecond: { second: number; value: number }[];
   workers: ProcessLoad[];
+  /** Subscribers read through a worker's shared stream (raw receiver). */
+  sharedSubscribers: number;
   harnessLimited: string[];
   errors: Record<string, number>;
 }
@@ -193,6 +195,7 @@ function summarize(pub: PublishResult, stats: WorkerStats[], concurrency: number
     deliveriesPerS: windowS > 0 ? arrivals.measured / windowS : null,
     perSecond: wholeSeconds(arrivals.bySecond),
     workers,
+    sharedSubscribers: stats.reduce((n, s) => n + s.shared, 0),
     harnessLimited: harnessLimits(pub, workers, concurrency),
     errors: arrivals.errors,
   };

@@ -142,6 +142,8 @@ export function stepFigures(
     ...r.workers.map((w) => w.eventLoopP99Ms),
   );
   f.harness_worker_cpu_max_pct = Math.max(0, ...r.workers.map((w) => w.cpuPct));
+  // Raw receiver: subscribers checked by comparison with the worker's shared stream.
+  f.harness_subscribers_shared = r.sharedSubscribers;
   f.harness_limited = r.harnessLimited.length > 0 ? 1 : 0;
   return f;
 }

@@ -15,7 +15,6 @@ import { SseReader } from '../raw/sse-reader.ts';
 
 /** Shared bytes kept at most (then no one joins or appends any more: each reads on its own). */
 const MAX_SHARED_BYTES = 64 * 1024 * 1024;
-const LF = 10;
 
 /** An event of the shared stream. */
 export interface SharedEvent {
@@ -97,20 +96,14 @@ export class SharedStream {
     more.copy(this.bytes, start);
     this.length += more.length;
     // Line by line, so that each event's end is known to the byte.
-    let pos = 0;
-    while (pos < more.length) {
-      const lf = more.indexOf(LF, pos);
-      const end = lf < 0 ? more.length : lf + 1;
-      this.parser.feed(this.bytes.subarray(start + pos, start + end));
-      pos = end;
-      const d = this.dispatched;
-      if (d !== null) {
-        this.dispatched = null;
-        const lastId = this.lastId;
-        if (lastId !== undefined) this.byId.set(lastId, this.events.length);
-        this.events.push({ end: start + pos, name: d.name, data: d.data, lastId });
-      }
-    }
+    this.parser.feedByLine(this.bytes.subarray(start, this.length), (end) => {
+      const d = this.dispatched!;
+      this.dispatched = null;
+      const lastId = this.lastId;
+      if (lastId !== undefined) this.byId.set(lastId, this.events.length);
+      this.events.push({ end: start + end, name: d.name, data: d.data, lastId });
+      return true;
+    });
     return true;
   }
 }

@@ -44,6 +44,8 @@ export class SseReader {
   private id: string | undefined = undefined;
   private event: string | undefined = undefined;
   private data: Buffer | null = null;
+  /** Events handed on so far. */
+  private dispatched = 0;
 
   constructor(onEvent: OnSseEvent, onRetry?: OnSseRetry) {
     this.onEvent = onEvent;
@@ -59,6 +61,23 @@ export class SseReader {
       this.id === undefined &&
       this.event === undefined
     );
+  }
+
+  /**
+   * Feeds `bytes` a line at a time, calling `ended(end)` after each line that completed an event,
+   * with where in `bytes` that event's bytes end; stops early when `ended` returns false. For
+   * whoever must know each event's bytes (the receivers' references, shared streams).
+   */
+  feedByLine(bytes: Buffer, ended: (end: number) => boolean): void {
+    let pos = 0;
+    while (pos < bytes.length) {
+      const lf = bytes.indexOf(LF, pos);
+      const end = lf < 0 ? bytes.length : lf + 1;
+      const before = this.dispatched;
+      this.feed(bytes.subarray(pos, end));
+      pos = end;
+      if (this.dispatched !== before && !ended(pos)) return;
+    }
   }
 
   feed(chunk: Buffer): void {
@@ -143,7 +162,10 @@ export class SseReader {
   }
 
   private dispatch(): void {
-    if (this.data !== null) this.onEvent(this.id, this.event, this.data);
+    if (this.data !== null) {
+      this.dispatched++;
+      this.onEvent(this.id, this.event, this.data);
+    }
     this.id = undefined;
     this.event = undefined;
     this.data = null;

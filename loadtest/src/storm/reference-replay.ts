@@ -71,22 +71,15 @@ export class ReferenceReplay {
 function eventEnds(body: Buffer, expect: ReplayExpectation): number[] | null {
   const check = new ReplayCheck(expect);
   const ends: number[] = [];
-  let dispatched = false;
   let other = false;
   const reader = new SseReader((id, event, data) => {
-    dispatched = true;
     if (event === undefined || event === 'message') check.add(id, data);
     else other = true;
   });
-  let pos = 0;
-  while (pos < body.length && !check.complete) {
-    const lf = body.indexOf(10, pos);
-    const end = lf < 0 ? body.length : lf + 1;
-    dispatched = false;
-    reader.feed(body.subarray(pos, end));
-    pos = end;
-    if (dispatched) ends.push(pos);
-  }
+  reader.feedByLine(body, (end) => {
+    ends.push(end);
+    return !check.complete;
+  });
   const clean =
     check.complete &&
     !other &&

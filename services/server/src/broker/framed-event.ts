@@ -4,6 +4,13 @@ import type { EventInput, FramedEvent } from './broker.ts';
 import { type EventId, formatEventId } from './event-id.ts';
 import type { ResetReason } from './resume.ts';
 
+/** The SSE bytes of `events` in all. */
+export function payloadBytes(events: readonly FramedEvent[]): number {
+  let bytes = 0;
+  for (const e of events) bytes += e.payload.length;
+  return bytes;
+}
+
 export function frameEvent(input: EventInput, id: EventId): FramedEvent {
   const text = formatEventId(id);
   return {

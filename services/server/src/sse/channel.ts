@@ -12,6 +12,7 @@
 // payload and one framed chunk per place, built once).
 import type { FramedEvent } from '../broker/broker.ts';
 import { type EventId, ZERO_ID } from '../broker/event-id.ts';
+import { payloadBytes } from '../broker/framed-event.ts';
 import { frameChunk } from '../wire/encode.ts';
 import type { SlotChannel, StreamSlot } from './multi-stream.ts';
 import type { Membership, Subscription } from './subscription.ts';
@@ -219,12 +220,6 @@ export class Channel implements Membership, SlotChannel {
 export interface Step extends Written {
   visited: number;
   done: boolean;
-}
-
-export function payloadBytes(events: readonly FramedEvent[]): number {
-  let bytes = 0;
-  for (const e of events) bytes += e.payload.length;
-  return bytes;
 }
 
 /** Removes `sub` from `list` in O(1): the last one takes its slot. */

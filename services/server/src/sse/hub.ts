@@ -13,12 +13,12 @@ import type {
   PublishAnswer,
   Replay,
 } from '../broker/broker.ts';
-import { frameReset } from '../broker/framed-event.ts';
+import { frameReset, payloadBytes } from '../broker/framed-event.ts';
 import type { Lifecycle } from '../lifecycle.ts';
 import type { ServerMetrics } from '../metrics.ts';
 import { noticeBody, Refusal } from '../refusals.ts';
 import { encodeEvent, encodeRetry } from '../wire/encode.ts';
-import { Channel, payloadBytes } from './channel.ts';
+import { Channel } from './channel.ts';
 import type { SseConnection } from './connection.ts';
 import { MultiStream, mergeById, type Outgoing } from './multi-stream.ts';
 import { PublishAcks } from './publish-acks.ts';

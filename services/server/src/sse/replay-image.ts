@@ -1,14 +1,16 @@
 // A long replay's SSE bytes in one buffer, shared by every stream that replays the same events, so
 // that a replay page is one slice of it (one write: the chunk's size line, the slice, CRLF)
 // instead of one buffer per event. A page of 64 small buffers goes through node's corked
-// Writable once per buffer: in a storm of 10,000 resumes of 1000 x 1 KiB that doubled the
-// writer's CPU against one 64 KiB buffer per page (7.1-7.5 s against 3.0-3.6 s, docs/PERFORMANCE.md).
+// Writable once per buffer: for 10,000 sockets x 1.1 MB that doubled the writer's CPU against one
+// 64 KiB buffer per page (8.2-8.6 s against 4.2 s, loadtest/loopback-bulk-cost.ts,
+// docs/PERFORMANCE.md).
 // The events stay the truth: an image is keyed by its first event and a stream takes it for the
 // prefix of its replay made of the very same event objects (framed once, never changed); the rest
 // of its replay goes out event by event. Built by the first long replay from that event (one copy
 // of its bytes), released by each stream when its replay is written or it closes, dropped with its
 // last user. Bounded: at most `maxBytes` held in all; past it, replays go out event by event.
 import type { FramedEvent } from '../broker/broker.ts';
+import { payloadBytes } from '../broker/framed-event.ts';
 
 export interface ReplayImage {
   /** The events whose bytes it holds, in order (the replay it was built from). */
@@ -40,7 +42,7 @@ export class ReplayImages {
   private readonly byFirst = new Map<FramedEvent, ReplayImage>();
   /** Bytes of the images held now. */
   heldBytes = 0;
-  /** Images built (a fresh copy of a replay's bytes), for tests and metrics. */
+  /** Images built (a fresh copy of a replay's bytes); the tests read it. */
   built = 0;
 
   constructor(maxBytes: number) {
@@ -64,8 +66,7 @@ export class ReplayImages {
       kept.users++;
       return { image: kept, covers: commonPrefix(kept.events, events) };
     }
-    let total = 0;
-    for (const e of events) total += e.payload.length;
+    const total = payloadBytes(events);
     if (total === 0 || this.heldBytes + total > this.maxBytes) return null;
     const bytes = Buffer.allocUnsafeSlow(total);
     const ends = new Uint32Array(events.length);

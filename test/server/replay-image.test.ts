@@ -8,6 +8,7 @@ import type { FramedEvent } from '../../services/server/src/broker/broker.ts';
 import { frameEvent } from '../../services/server/src/broker/framed-event.ts';
 import { imagePage, ReplayImages } from '../../services/server/src/sse/replay-image.ts';
 import { nextPage } from '../../services/server/src/sse/replay-pump.ts';
+import { byId } from '../helpers/delivery.ts';
 import {
   eventually,
   publish,
@@ -122,6 +123,42 @@ describe('replay images on a server', () => {
       }
       assert.ok(t.server.hub.images.built >= 1, 'the replays were written from an image');
       await eventually(() => t.server.hub.images.heldBytes === 0, 5000, 'images let go');
+    } finally {
+      for (const s of subs) s.close();
+    }
+  });
+
+  test('resumes from an image while bursts are published: every event once, in order', async () => {
+    const subs = Array.from(
+      { length: 30 },
+      () => new Subscriber(`${t.base}/sse/channels/img`, { 'Last-Event-ID': ids[0]! }),
+    );
+    try {
+      // Ten bursts of 20, four in flight at a time, while the 30 replays are being written.
+      const fresh: string[][] = [];
+      for (let b = 0; b < 10; b += 4) {
+        const bursts = await Promise.all(
+          Array.from({ length: Math.min(4, 10 - b) }, (_, k) =>
+            publish(
+              t.base,
+              'img',
+              Array.from({ length: 20 }, (_, j) => ({ data: `burst ${b + k}.${j}` })),
+            ),
+          ),
+        );
+        for (const r of bursts) fresh.push(r.body.ids!);
+      }
+      const published = [...ids, ...fresh.flat()].sort(byId);
+      const want = published.slice(1);
+      await Promise.all(subs.map((s) => s.waitFor(want.length, 20_000)));
+      for (const s of subs) {
+        assert.deepEqual(
+          s.events.map((e) => e.id),
+          want,
+        );
+      }
+      await eventually(() => t.server.hub.images.heldBytes === 0, 5000, 'images let go');
+      ids = published;
     } finally {
       for (const s of subs) s.close();
     }

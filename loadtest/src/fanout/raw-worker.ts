@@ -8,8 +8,9 @@
 // stream-envelope.ts (the channel, and seq and ts inside the escaped inner data). Single-channel
 // streams of one URL share their bytes (shared-stream.ts): each subscriber compares its reads
 // with the shared ones instead of parsing them, and reads on its own from the first that differs.
-import net from 'node:net';
+import type net from 'node:net';
 import { HttpFramingError, HttpResponseParser } from '../raw/http-response.ts';
+import { connectReading } from '../raw/reading-socket.ts';
 import { eventStreamRequest, type RawTarget, rawTarget } from '../raw/request.ts';
 import { SseReader } from '../raw/sse-reader.ts';
 import { intactBytes, publishTimeIn, sequenceNumberIn } from './event-data.ts';
@@ -56,9 +57,7 @@ class RawStream {
       onBody: (bytes) => this.body(bytes),
       onEnd: () => this.end('stream_ended'),
     });
-    this.socket = net.connect({ host: target.host, port: target.port, noDelay: true });
-    this.socket.write(request);
-    this.socket.on('data', (bytes: Buffer) => {
+    this.socket = connectReading(target, (bytes) => {
       this.now = performance.timeOrigin + performance.now();
       try {
         this.http.feed(bytes);
@@ -67,6 +66,7 @@ class RawStream {
         this.end('bad_http_framing');
       }
     });
+    this.socket.write(request);
     this.socket.on('error', (err: NodeJS.ErrnoException) => this.end(err.code ?? 'socket_error'));
     this.socket.on('close', () => this.end('connection_closed'));
   }

@@ -7,6 +7,9 @@
 // It reads bytes, not text: every delimiter is ASCII, so UTF-8 never needs decoding to find them,
 // and the data is handed on as bytes (the storm compares them with what was published): a storm
 // moves gigabytes, and decoding them all into strings cost the receiver more than the reading.
+// The fed bytes may be a buffer the caller reuses for its next read (raw/reading-socket.ts): what
+// the reader carries past a feed (an unfinished line, the data of an event not yet dispatched) is
+// copied before the feed returns; everything else is read where it is.
 
 /** `data` is a view of the fed bytes, valid only during the call (copy it to keep it). */
 export type OnSseEvent = (id: string | undefined, event: string | undefined, data: Buffer) => void;
@@ -44,6 +47,8 @@ export class SseReader {
   private id: string | undefined = undefined;
   private event: string | undefined = undefined;
   private data: Buffer | null = null;
+  /** `data` is a view of the bytes being fed (copied if the event is carried past the feed). */
+  private dataIsView = false;
   /** Events handed on so far. */
   private dispatched = 0;
 
@@ -102,6 +107,8 @@ export class SseReader {
       pos = this.next(chunk, end);
     }
     this.lines(chunk, pos);
+    if (this.dataIsView && this.data !== null) this.data = Buffer.from(this.data);
+    this.dataIsView = false;
   }
 
   /** Where the line after the one ending at `end` starts (a CR last: the LF may follow). */
@@ -125,8 +132,8 @@ export class SseReader {
       this.line(bytes, pos, end);
       pos = this.next(bytes, end);
     }
-    // A view: the fed bytes are not reused (each socket read is a new buffer).
-    this.pending = pos < bytes.length ? bytes.subarray(pos) : null;
+    // A copy: the fed bytes may be reused for the next read.
+    this.pending = pos < bytes.length ? Buffer.from(bytes.subarray(pos)) : null;
   }
 
   /** One line, bytes[start, end): a blank one dispatches, others may set a field. */
@@ -149,6 +156,7 @@ export class SseReader {
     if (bytes[valueStart] === SPACE && valueStart < end) valueStart++;
     if (named(bytes, start, nameEnd, DATA)) {
       const value = bytes.subarray(valueStart, end);
+      this.dataIsView = this.data === null;
       this.data = this.data === null ? value : Buffer.concat([this.data, NEWLINE, value]);
     } else if (named(bytes, start, nameEnd, ID)) {
       const value = bytes.subarray(valueStart, end);
@@ -169,6 +177,7 @@ export class SseReader {
     this.id = undefined;
     this.event = undefined;
     this.data = null;
+    this.dataIsView = false;
   }
 }
 

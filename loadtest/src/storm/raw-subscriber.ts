@@ -3,8 +3,9 @@
 // with one outcome: served (every event), refused (a status other than 200, or a notice event),
 // reset (an `event: reset`), failed (a socket error, broken framing, a stream that ended early)
 // or timed out. Times are epoch ms (performance.timeOrigin + performance.now()).
-import net from 'node:net';
+import type net from 'node:net';
 import { HttpFramingError, HttpResponseParser } from '../raw/http-response.ts';
+import { connectReading } from '../raw/reading-socket.ts';
 import type { RawTarget } from '../raw/request.ts';
 import { SseReader } from '../raw/sse-reader.ts';
 import type { ReferenceReplay } from './reference-replay.ts';
@@ -74,10 +75,9 @@ export class RawSubscriber {
       onEnd: () => this.ended(),
     });
     this.connectAt = now();
-    const socket = net.connect({ host: target.host, port: target.port, noDelay: true });
+    const socket = connectReading(target, (bytes) => this.guard(() => http.feed(bytes)));
     this.socket = socket;
     socket.write(target.request);
-    socket.on('data', (bytes: Buffer) => this.guard(() => http.feed(bytes)));
     socket.on('error', (err: NodeJS.ErrnoException) => this.finish('failed', err.code ?? 'error'));
     socket.on('close', () =>
       this.guard(() => {

@@ -37,12 +37,12 @@ export class ReferenceReplay {
     return true;
   }
 
-  /** The recorder's body bytes, in order (views; socket reads are never reused). */
+  /** The recorder's body bytes, in order (copied: the socket's read buffer is reused). */
   record(who: object, bytes: Buffer): void {
     if (who !== this.recorder) return;
     this.recordedBytes += bytes.length;
     if (this.recordedBytes > MAX_RECORDED_BYTES) this.drop();
-    else this.recorded.push(bytes);
+    else this.recorded.push(Buffer.from(bytes));
   }
 
   /** The recorder has its outcome: served makes its body the reference (re-read to be sure). */

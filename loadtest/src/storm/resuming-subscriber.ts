@@ -8,10 +8,11 @@
 // against replay-check.ts historyData and, once the coordinator has sent them, the ids the server
 // gave (lost, duplicated, out of order, corrupted). An `event: reset` is counted and read past
 // (the memory broker loses its history with the process: the reset and the new record follow).
-import net from 'node:net';
+import type net from 'node:net';
 import { ReconnectPolicy } from '../../../services/client/src/reconnect.ts';
 import { sequenceNumberIn } from '../fanout/event-data.ts';
 import { HttpFramingError, HttpResponseParser } from '../raw/http-response.ts';
+import { connectReading } from '../raw/reading-socket.ts';
 import { eventStreamRequest, type RawTarget } from '../raw/request.ts';
 import { SseReader } from '../raw/sse-reader.ts';
 import { NOTICES } from './raw-subscriber.ts';
@@ -141,10 +142,7 @@ export class ResumingSubscriber {
       onBody: (bytes) => sse.feed(bytes),
       onEnd: () => this.ended('ended'),
     });
-    const socket = net.connect({ host: this.target.host, port: this.target.port, noDelay: true });
-    this.socket = socket;
-    socket.write(eventStreamRequest(this.url, this.lastEventId));
-    socket.on('data', (bytes: Buffer) => {
+    const socket = connectReading(this.target, (bytes) => {
       if (this.socket !== socket) return;
       try {
         http.feed(bytes);
@@ -153,6 +151,8 @@ export class ResumingSubscriber {
         this.ended('bad_http_framing');
       }
     });
+    this.socket = socket;
+    socket.write(eventStreamRequest(this.url, this.lastEventId));
     socket.on('error', (err: NodeJS.ErrnoException) => {
       if (this.socket === socket) this.ended(err.code ?? 'socket_error');
     });

@@ -69,7 +69,7 @@ function watchOver(conns: SseConnection[]) {
     createLogger('silent'),
     false,
   );
-  for (const c of conns) watch.watch(c);
+  if (conns.length > 0) watch.streamOpened();
   return { watch, metrics };
 }
 

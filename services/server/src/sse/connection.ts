@@ -55,7 +55,7 @@ export class SseConnection {
   /** The last kernel scan: bytes in the socket's send queue (-1: never scanned), and acked then. */
   private kernelQueued = -1;
   private ackedAtScan = 0;
-  /** The socket's inode, for the kernel scan (0: unknown). */
+  /** The socket's inode, for the kernel scan (0: not looked up yet; -1: not found). */
   inode = 0;
 
   constructor(

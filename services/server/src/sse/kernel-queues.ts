@@ -2,27 +2,27 @@
 // the process's write queue empty while up to megabytes wait in the kernel's send buffer, so the
 // stall rule cannot see it from the process alone. /proc/net/tcp and /proc/net/tcp6 list every
 // socket's send queue (tx_queue: bytes written and not yet acknowledged by the peer) by inode;
-// a socket's inode is the target of /proc/self/fd/<fd>. Elsewhere (no /proc) this is unavailable
+// a socket's inode is fstat's st_ino of its descriptor (the number /proc/self/fd/<fd> links to as
+// `socket:[N]`, without a path lookup through /proc). Elsewhere (no /proc) this is unavailable
 // and the stall rule falls back to the process's own queue.
-import { existsSync, readlinkSync } from 'node:fs';
+import { existsSync, fstatSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import type { Socket } from 'node:net';
 
 const TABLES = ['/proc/net/tcp', '/proc/net/tcp6'];
-const SOCKET_LINK = /^socket:\[(\d+)\]$/;
 
 /** True when this system lists sockets' send queues (Linux). */
 export function kernelQueuesAvailable(): boolean {
-  return process.platform === 'linux' && existsSync(TABLES[0]!) && existsSync('/proc/self/fd');
+  return process.platform === 'linux' && existsSync(TABLES[0]!);
 }
 
-/** The socket's inode, or 0 when it cannot be found. */
+/** The socket's inode, or 0 when it cannot be found (closed, or not a socket descriptor). */
 export function socketInode(socket: Socket): number {
   const fd = (socket as unknown as { _handle?: { fd?: number } })._handle?.fd;
   if (typeof fd !== 'number' || fd < 0) return 0;
   try {
-    const m = SOCKET_LINK.exec(readlinkSync(`/proc/self/fd/${fd}`));
-    return m === null ? 0 : Number(m[1]);
+    const stat = fstatSync(fd);
+    return stat.isSocket() ? stat.ino : 0;
   } catch {
     return 0;
   }

@@ -86,7 +86,7 @@ export class OpenStreams {
     res[kStreams] = this;
     conn.res.once('close', onResponseClose);
     this.metrics.opened[conn.route].inc();
-    this.watch.watch(conn);
+    this.watch.streamOpened();
   }
 
   /** Called once when a stream's response has closed. */

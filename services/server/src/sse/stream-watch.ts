@@ -50,9 +50,8 @@ export class StreamWatch {
     this.reauth = Buffer.from(encodeNotice('reauth', REAUTH, options.retryMs));
   }
 
-  /** A new stream: found by the kernel scan through its socket's inode. */
-  watch(conn: SseConnection): void {
-    if (this.kernelScans) conn.inode = socketInode(conn.socket);
+  /** A stream opened: the timer runs (the kernel scan finds the stream by its socket's inode). */
+  streamOpened(): void {
     if (this.timer === null) {
       const every = Math.max(5, Math.min(1000, Math.floor(this.options.heartbeatMs / 2)));
       this.timer = setInterval(watchTick, every, this);
@@ -111,7 +110,11 @@ export class StreamWatch {
     const started = performance.now();
     const handed = new Map<SseConnection, number>();
     for (const conn of this.streams) {
-      if (conn.inode > 0 && !conn.ended) handed.set(conn, conn.handedToKernel());
+      if (conn.ended) continue;
+      // Looked up here, not when the stream opens: a storm's streams open by the thousand a
+      // second, and many are served and gone before the next scan.
+      if (conn.inode === 0) conn.inode = socketInode(conn.socket) || -1;
+      if (conn.inode > 0) handed.set(conn, conn.handedToKernel());
     }
     try {
       const queues = await readSendQueues();

@@ -2,8 +2,9 @@
 // the same port): 100 live subscribers, the server restarted, 20 events published to it; every
 // subscriber comes back by itself and gets all 20, and the harness's counts match the restarted
 // server's own (events sent = events the subscribers got + resets). With the memory broker every
-// subscriber is reset (the record died with the server); with Redis none is. Also the storm
-// bench's flags.
+// subscriber is reset (the record died with the server); with Redis none is. A 1000-event replay
+// to 60 subscribers: most of them compare it with their worker's shared stream, with the same
+// counts. Also the storm bench's flags.
 import assert from 'node:assert/strict';
 import { after, describe, test } from 'node:test';
 import type { Report } from '../../loadtest/src/report/report.ts';
@@ -46,16 +47,20 @@ async function restartable(config: Record<string, unknown>) {
   return server;
 }
 
-/** The restart storm; the restarted server's own counters, read after it. */
-async function storm(config: Record<string, unknown>, expectResets: boolean) {
+/** The restart storm (n subscribers, k events); the restarted server's own counters, read after it. */
+async function storm(
+  config: Record<string, unknown>,
+  expectResets: boolean,
+  { n = N, k = K, eventBytes = 200 } = {},
+) {
   const server = await restartable(config);
   await server.start();
   try {
     const report = await runStormRestart({
       server,
-      subscribers: N,
-      history: K,
-      eventBytes: 200,
+      subscribers: n,
+      history: k,
+      eventBytes,
       workers: 2,
       timeoutS: 60,
       channel: 'restart-test',
@@ -75,22 +80,23 @@ async function storm(config: Record<string, unknown>, expectResets: boolean) {
 }
 
 /** What holds with either broker. */
-function everyoneServed(f: Report['figures']): void {
-  assert.equal(f.subscribers_open, N);
-  assert.equal(f.subscribers_live, N);
-  assert.equal(f.subscribers_dropped, N);
-  assert.equal(f.subscribers_served, N);
+function everyoneServed(f: Report['figures'], n = N, k = K): void {
+  assert.equal(f.subscribers_open, n);
+  assert.equal(f.subscribers_live, n);
+  assert.equal(f.subscribers_dropped, n);
+  assert.equal(f.subscribers_served, n);
   assert.equal(f.subscribers_not_served, 0);
-  assert.equal(f.replayed_events, N * K);
-  assert.equal(f.replayed_events_expected, N * K);
+  assert.equal(f.replayed_events, n * k);
+  assert.equal(f.replayed_events_expected, n * k);
   for (const name of ['lost', 'duplicated', 'out_of_order', 'corrupted']) {
     assert.equal(f[name], 0, name);
   }
-  assert.ok(Number(f.reconnect_attempts) >= N);
+  assert.ok(Number(f.reconnect_attempts) >= n);
   assert.ok(Number(f.first_full_replay_ms) <= Number(f.last_full_replay_ms));
   assert.ok(Number(f.server_listening_ms) <= Number(f.history_published_ms));
   assert.ok(Number(f.full_replay_p99_ms) > 0 && Number(f.reconnect_wait_p99_ms) > 0);
   assert.ok(Number(f.server_rss_peak_bytes) > 0);
+  assert.ok(Number(f.harness_subscribers_shared) <= n);
 }
 
 describe('load-test harness: restart storm', () => {
@@ -109,6 +115,26 @@ describe('load-test harness: restart storm', () => {
     assert.equal(eventsSent, N * K + N);
     assert.equal(f.server_events_sent, eventsSent);
     assert.equal(f.server_replayed_events, replayed);
+    assert.equal(report.warnings.length, 0, report.warnings.join('\n'));
+  });
+
+  test('a 1000-event replay: most subscribers compare it with the shared stream, same counts', async () => {
+    const n = 60;
+    const k = 1000;
+    const { report, eventsSent } = await storm({ channels: { historyMaxBytes: 4 << 20 } }, true, {
+      n,
+      k,
+      eventBytes: 1024,
+    });
+    const f = report.figures;
+    everyoneServed(f, n, k);
+    assert.equal(f.subscribers_reset, n);
+    assert.equal(eventsSent, n * k + n);
+    // Each worker's first resumed subscriber founds its stream; the others join it at an event end.
+    assert.ok(
+      Number(f.harness_subscribers_shared) >= n / 2,
+      `shared ${f.harness_subscribers_shared}`,
+    );
     assert.equal(report.warnings.length, 0, report.warnings.join('\n'));
   });
 

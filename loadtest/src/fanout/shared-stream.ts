@@ -24,6 +24,8 @@ export interface SharedEvent {
   readonly name: string | null;
   /** Its data (a copy). */
   readonly data: Buffer;
+  /** Its own id field (undefined: it had none). */
+  readonly id: string | undefined;
   /** The stream's last event id after it (its own id, or the one before). */
   readonly lastId: string | undefined;
   /** What the receiver read off the data, kept for every subscriber (filled by the first). */
@@ -41,7 +43,7 @@ export class SharedStream {
   private startId: string | undefined = undefined;
   private parser: SseReader | null = null;
   private lastId: string | undefined = undefined;
-  private dispatched: { name: string | null; data: Buffer } | null = null;
+  private dispatched: { name: string | null; data: Buffer; id: string | undefined } | null = null;
   /** Past maxBytes: no more joins or appends. */
   closed = false;
 
@@ -60,7 +62,7 @@ export class SharedStream {
       this.parser = new SseReader((eventId, event, data) => {
         if (eventId !== undefined) this.lastId = eventId;
         const name = event === undefined || event === 'message' ? null : event;
-        this.dispatched = { name, data: Buffer.from(data) };
+        this.dispatched = { name, data: Buffer.from(data), id: eventId };
       });
       this.startId = id;
       this.lastId = id;
@@ -101,7 +103,7 @@ export class SharedStream {
       this.dispatched = null;
       const lastId = this.lastId;
       if (lastId !== undefined) this.byId.set(lastId, this.events.length);
-      this.events.push({ end: start + end, name: d.name, data: d.data, lastId });
+      this.events.push({ end: start + end, name: d.name, data: d.data, id: d.id, lastId });
       return true;
     });
     return true;

@@ -46,6 +46,8 @@ export interface RestartStats extends RestartProgress {
   reset: Record<string, number>;
   /** Distinct seqs 1..K received after the drop, over every subscriber. */
   replayed: number;
+  /** Subscribers that took events from the shared stream (compared, not parsed). */
+  shared: number;
   lost: number;
   duplicated: number;
   outOfOrder: number;

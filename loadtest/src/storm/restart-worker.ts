@@ -84,6 +84,7 @@ function collect(): RestartStats {
     retried: 0,
     reset: { ...book.reset },
     replayed: 0,
+    shared: 0,
     lost: 0,
     duplicated: 0,
     outOfOrder: 0,
@@ -100,6 +101,7 @@ function collect(): RestartStats {
     stats.attempts += sub.attempts;
     if (sub.attempts > 1) stats.retried++;
     stats.replayed += sub.distinct;
+    if (sub.sharedEvents > 0) stats.shared++;
     stats.lost += sub.lost;
     stats.duplicated += sub.duplicated;
     stats.outOfOrder += sub.outOfOrder;

@@ -8,9 +8,16 @@
 // against replay-check.ts historyData and, once the coordinator has sent them, the ids the server
 // gave (lost, duplicated, out of order, corrupted). An `event: reset` is counted and read past
 // (the memory broker loses its history with the process: the reset and the new record follow).
+// Once back, every subscriber of a URL gets the same bytes after the same event: an attempt reads
+// on its own up to its first event, then compares its reads with the worker's shared stream for
+// the URL (fanout/shared-stream.ts, as the fan-out's raw receiver does) and takes the events it
+// matched from there, reading alone again from the first byte that differs. The events reach the
+// same checks either way; `retry:` fields are read only by a subscriber's own reader (the server
+// sends them at a stream's start, and a notice's jittered one differs from stream to stream).
 import type net from 'node:net';
 import { ReconnectPolicy } from '../../../services/client/src/reconnect.ts';
 import { sequenceNumberIn } from '../fanout/event-data.ts';
+import { SharedCursor, type SharedEvent, SharedStream } from '../fanout/shared-stream.ts';
 import { HttpFramingError, HttpResponseParser } from '../raw/http-response.ts';
 import { connectReading } from '../raw/reading-socket.ts';
 import { eventStreamRequest, type RawTarget } from '../raw/request.ts';
@@ -30,12 +37,23 @@ export class ResumeBook {
   ids: string[] | null = null;
   readonly refused: Record<string, number> = {};
   readonly reset: Record<string, number> = {};
+  private readonly shared = new Map<string, SharedStream>();
 
   constructor(history: number, eventBytes: number) {
     this.history = history;
     this.data = Array.from({ length: history + 1 }, (_, seq) =>
       Buffer.from(historyData(seq, eventBytes)),
     );
+  }
+
+  /** The shared stream of a URL's resumed attempts. */
+  sharedFor(url: string): SharedStream {
+    let stream = this.shared.get(url);
+    if (stream === undefined) {
+      stream = new SharedStream();
+      this.shared.set(url, stream);
+    }
+    return stream;
   }
 }
 
@@ -74,6 +92,8 @@ export class ResumingSubscriber {
   servedAt: number | null = null;
   attempts = 0;
   resetSeen = false;
+  /** Events taken from the shared stream (matched, not parsed). */
+  sharedEvents = 0;
   distinct = 0;
   duplicated = 0;
   outOfOrder = 0;
@@ -133,13 +153,34 @@ export class ResumingSubscriber {
     this.attemptRefused = false;
     this.attemptAt = now();
     if (this.droppedAt !== null) this.attempts++;
+    // The attempt's last event id (the spec's buffer), whichever path read the event.
+    let attemptId: string | undefined;
     const sse = new SseReader(
-      (id, event, data) => this.event(id, event, data),
+      (id, event, data) => {
+        if (id !== undefined) attemptId = id;
+        this.event(id, event, data);
+      },
       (ms) => this.policy.setRetry(ms),
     );
+    const cursor =
+      this.droppedAt === null ? null : new SharedCursor(this.book.sharedFor(this.url.href));
+    const deliver = (e: SharedEvent) => {
+      attemptId = e.lastId;
+      this.sharedEvents++;
+      this.event(e.id, e.name ?? undefined, e.data);
+    };
+    const body = (bytes: Buffer) => {
+      if (cursor?.joined) {
+        const own = cursor.read(bytes, deliver);
+        if (own !== null) for (const b of own) sse.feed(b);
+        return;
+      }
+      sse.feed(bytes);
+      if (cursor !== null && !this.stopped) cursor.tryJoin(sse.idle, attemptId);
+    };
     const http = new HttpResponseParser({
       onHead: (status, headers) => this.head(status, headers),
-      onBody: (bytes) => sse.feed(bytes),
+      onBody: body,
       onEnd: () => this.ended('ended'),
     });
     const socket = connectReading(this.target, (bytes) => {

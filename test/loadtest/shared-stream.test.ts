@@ -47,13 +47,7 @@ function subscriber(stream: SharedStream) {
     got,
     cursor,
     feed(bytes: Buffer) {
-      if (cursor.joined) {
-        const own = cursor.read(bytes, deliver);
-        if (own !== null) for (const b of own) reader.feed(b);
-        return;
-      }
-      reader.feed(bytes);
-      cursor.tryJoin(reader.idle, lastId);
+      cursor.take(bytes, reader, deliver, () => lastId);
     },
   };
 }

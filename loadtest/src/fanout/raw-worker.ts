@@ -41,6 +41,8 @@ class RawStream {
   /** Its place in the worker's shared stream for its URL (shared-stream.ts); null: reads alone. */
   private readonly cursor: SharedCursor | null;
   private readonly deliverShared = (e: SharedEvent) => this.shared(e);
+  /** Its last event id, where it may join the shared stream (none once ended). */
+  private readonly joinId = () => (this.ended ? undefined : this.lastId);
 
   constructor(
     target: RawTarget,
@@ -84,14 +86,8 @@ class RawStream {
 
   /** Body bytes: compared with the shared stream once joined, else read here (then maybe join). */
   private body(bytes: Buffer): void {
-    const cursor = this.cursor;
-    if (cursor?.joined) {
-      const own = cursor.read(bytes, this.deliverShared);
-      if (own !== null) for (const b of own) this.sse.feed(b);
-      return;
-    }
-    this.sse.feed(bytes);
-    if (cursor !== null && !this.ended) cursor.tryJoin(this.sse.idle, this.lastId);
+    if (this.cursor === null) this.sse.feed(bytes);
+    else this.cursor.take(bytes, this.sse, this.deliverShared, this.joinId);
   }
 
   /** An event of the shared stream this stream's bytes matched: as if read here. */

@@ -129,15 +129,36 @@ export class SharedCursor {
     return this.pos >= 0;
   }
 
+  /**
+   * One read of a subscriber that also has its own `reader`. While joined, the read is compared
+   * with the shared bytes and every event it completes goes to `deliver`; from the first byte that
+   * differs the reader reads (the unfinished event's bytes first). Not joined, the reader reads it,
+   * and then the cursor joins if it may: `lastId()` is the subscriber's last event id after the
+   * read (undefined: it does not join now).
+   */
+  take(
+    bytes: Buffer,
+    reader: SseReader,
+    deliver: (e: SharedEvent) => void,
+    lastId: () => string | undefined,
+  ): void {
+    if (this.pos >= 0) {
+      const own = this.read(bytes, deliver);
+      if (own !== null) for (const b of own) reader.feed(b);
+      return;
+    }
+    reader.feed(bytes);
+    this.tryJoin(reader.idle, lastId());
+  }
+
   /** Joins when its own reader is idle right after the event `lastId` (see SharedStream). */
-  tryJoin(readerIdle: boolean, lastId: string | undefined): boolean {
-    if (this.pos >= 0 || !readerIdle || lastId === undefined) return this.pos >= 0;
+  private tryJoin(readerIdle: boolean, lastId: string | undefined): void {
+    if (!readerIdle || lastId === undefined) return;
     const at = this.stream.joinAfter(lastId);
-    if (at === null) return false;
+    if (at === null) return;
     this.pos = at.pos;
     this.lastEnd = at.pos;
     this.next = at.next;
-    return true;
   }
 
   /**
@@ -145,7 +166,7 @@ export class SharedCursor {
    * `deliver`. When it differs (or the stream closed), the cursor leaves and returns the bytes its
    * own reader must read now: the unfinished event's start, then the read. Null when it stays.
    */
-  read(bytes: Buffer, deliver: (e: SharedEvent) => void): Buffer[] | null {
+  private read(bytes: Buffer, deliver: (e: SharedEvent) => void): Buffer[] | null {
     const s = this.stream;
     const n = Math.min(bytes.length, s.length - this.pos);
     if (n > 0 && !s.matches(bytes, 0, n, this.pos)) return this.leave(bytes);

@@ -30,7 +30,7 @@ export const NOTICES = new Set(['overloaded', 'shutdown', 'unavailable']);
 const now = () => performance.timeOrigin + performance.now();
 
 /** The `"reason":"…"` of a reset event's data, without JSON.parse. */
-const resetReason = (data: Buffer): string =>
+export const resetReason = (data: Buffer): string =>
   /"reason":"([^"]*)"/.exec(data.toString('utf8'))?.[1] ?? 'unknown';
 
 export class RawSubscriber {

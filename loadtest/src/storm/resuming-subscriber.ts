@@ -22,7 +22,7 @@ import { HttpFramingError, HttpResponseParser } from '../raw/http-response.ts';
 import { connectReading } from '../raw/reading-socket.ts';
 import { eventStreamRequest, type RawTarget } from '../raw/request.ts';
 import { SseReader } from '../raw/sse-reader.ts';
-import { NOTICES } from './raw-subscriber.ts';
+import { NOTICES, resetReason } from './raw-subscriber.ts';
 import { historyData } from './replay-check.ts';
 
 const now = () => performance.timeOrigin + performance.now();
@@ -60,10 +60,6 @@ export class ResumeBook {
 const bump = (counts: Record<string, number>, key: string) => {
   counts[key] = (counts[key] ?? 0) + 1;
 };
-
-/** The `"reason":"…"` of a reset event's data. */
-const resetReason = (data: Buffer): string =>
-  /"reason":"([^"]*)"/.exec(data.toString('utf8'))?.[1] ?? 'unknown';
 
 export class ResumingSubscriber {
   private readonly book: ResumeBook;
@@ -169,14 +165,10 @@ export class ResumingSubscriber {
       this.sharedEvents++;
       this.event(e.id, e.name ?? undefined, e.data);
     };
+    const joinId = () => (this.stopped ? undefined : attemptId);
     const body = (bytes: Buffer) => {
-      if (cursor?.joined) {
-        const own = cursor.read(bytes, deliver);
-        if (own !== null) for (const b of own) sse.feed(b);
-        return;
-      }
-      sse.feed(bytes);
-      if (cursor !== null && !this.stopped) cursor.tryJoin(sse.idle, attemptId);
+      if (cursor === null) sse.feed(bytes);
+      else cursor.take(bytes, sse, deliver, joinId);
     };
     const http = new HttpResponseParser({
       onHead: (status, headers) => this.head(status, headers),

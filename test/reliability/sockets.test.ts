@@ -12,13 +12,13 @@ import { Writable } from 'node:stream';
 import { describe, test } from 'node:test';
 import { loadServerConfig } from '../../services/server/src/config.ts';
 import {
-  acceptQueueCap,
   FD_RESERVE,
   reportAcceptQueue,
   SOCKET_HEADROOM,
   socketCap,
 } from '../../services/server/src/http/socket-limits.ts';
 import { createLogger } from '../../services/server/src/logger.ts';
+import { acceptQueueCap } from '../../services/shared/somaxconn.ts';
 import { ROOT } from '../helpers/process.ts';
 import { connect } from '../helpers/raw-socket.ts';
 import { eventually, startServer } from '../helpers/server.ts';

@@ -7,6 +7,7 @@
 // network namespace's, so they mean the target's only when it listens on this host's loopback;
 // elsewhere they are not read (null).
 import { readFileSync } from 'node:fs';
+import { acceptQueueCap } from '../../../services/shared/somaxconn.ts';
 
 export interface ListenQueue {
   /** TcpExt ListenOverflows, or null where it cannot be read. */
@@ -50,10 +51,9 @@ export function onLoopback(bases: readonly string[]): boolean {
 export function readListenQueue(bases: readonly string[], root = '/proc'): ListenQueue {
   if (!onLoopback(bases)) return { overflows: null, somaxconn: null };
   const netstat = readOrNull(`${root}/net/netstat`);
-  const cap = Number(readOrNull(`${root}/sys/net/core/somaxconn`)?.trim() ?? Number.NaN);
   return {
     overflows: netstat === null ? null : tcpExtCounter(netstat, 'ListenOverflows'),
-    somaxconn: Number.isSafeInteger(cap) && cap > 0 ? cap : null,
+    somaxconn: acceptQueueCap(`${root}/sys/net/core/somaxconn`),
   };
 }
 

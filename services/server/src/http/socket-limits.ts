@@ -11,6 +11,7 @@ import { readFileSync } from 'node:fs';
 import type { Server, ServerOptions } from 'node:http';
 import type { Socket } from 'node:net';
 import type { Logger } from 'pino';
+import { acceptQueueCap } from '../../../shared/somaxconn.ts';
 import { endSocketWithJson } from './errors.ts';
 
 export const HEADERS_TIMEOUT_MS = 10_000;
@@ -91,16 +92,6 @@ export function limitSockets(
     );
   });
   return cap;
-}
-
-/** net.core.somaxconn, the kernel's cap on a listen backlog (Linux), or null where unreadable. */
-export function acceptQueueCap(path = '/proc/sys/net/core/somaxconn'): number | null {
-  try {
-    const n = Number(readFileSync(path, 'latin1').trim());
-    return Number.isSafeInteger(n) && n > 0 ? n : null;
-  } catch {
-    return null;
-  }
 }
 
 /**

@@ -82,7 +82,7 @@ describe('replay images', () => {
     }
     // Past what the image covers the page is event by event.
     const longer = [...list, ...events(3, 700, 300)];
-    const partial = { image: hold.image, covers: 300 };
+    const partial = { ...hold, covers: 300 };
     assert.equal(imagePage(partial, 299, 1 << 20).next, 300);
     assert.equal(nextPage(longer, 300, 1 << 20, partial).parts.length, 3);
   });

@@ -298,7 +298,7 @@ export class Hub {
     const pageBytes = Math.min(REPLAY_PAGE_BYTES, conn.maxBufferedBytes);
     if (longerThan(events, pageBytes)) {
       const hold = this.images.acquire(events);
-      if (hold !== null) sub.useImage(this.images, hold);
+      if (hold !== null) sub.useImage(hold);
     }
     const first = nextPage(events, 0, pageBytes, sub.image);
     for (const p of first.parts) parts.push(p);

@@ -22,9 +22,11 @@ export interface ReplayImage {
   users: number;
 }
 
-/** A stream's hold on an image: the image and how many events of its replay it covers. */
+/** A stream's hold on an image: the image, who holds it, and how many events of its replay it covers. */
 export interface ImageHold {
   readonly image: ReplayImage;
+  /** Where to let go of it (ReplayImages.release). */
+  readonly images: ReplayImages;
   /** Events [0, covers) of the stream's replay are the image's first `covers` events. */
   readonly covers: number;
 }
@@ -64,7 +66,7 @@ export class ReplayImages {
     const kept = this.byFirst.get(first);
     if (kept !== undefined) {
       kept.users++;
-      return { image: kept, covers: commonPrefix(kept.events, events) };
+      return { image: kept, images: this, covers: commonPrefix(kept.events, events) };
     }
     const total = payloadBytes(events);
     if (total === 0 || this.heldBytes + total > this.maxBytes) return null;
@@ -81,7 +83,7 @@ export class ReplayImages {
     this.byFirst.set(first, image);
     this.heldBytes += total;
     this.built++;
-    return { image, covers: events.length };
+    return { image, images: this, covers: events.length };
   }
 
   /** A stream lets go of its image (once per acquire). */

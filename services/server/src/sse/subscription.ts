@@ -6,7 +6,7 @@
 import type { FramedEvent } from '../broker/broker.ts';
 import { compareIds, type EventId } from '../broker/event-id.ts';
 import type { SseConnection, StreamOwner } from './connection.ts';
-import type { ImageHold, ReplayImages } from './replay-image.ts';
+import type { ImageHold } from './replay-image.ts';
 import { nextPage, type PageWritten, type Pumped } from './replay-pump.ts';
 
 /** The channel a subscription belongs to, as far as the subscription needs it. */
@@ -37,7 +37,6 @@ export class Subscription implements StreamOwner, Pumped {
   onDrain: (() => void) | null = null;
   /** The shared bytes of its replay (replay-image.ts), held until the replay is out. */
   private hold: ImageHold | null = null;
-  private images: ReplayImages | null = null;
 
   constructor(conn: SseConnection, channel: Membership) {
     this.conn = conn;
@@ -92,9 +91,8 @@ export class Subscription implements StreamOwner, Pumped {
   }
 
   /** Holds a shared image of its replay (taken by the hub; let go when the replay is out). */
-  useImage(images: ReplayImages, hold: ImageHold): void {
+  useImage(hold: ImageHold): void {
     this.releaseImage();
-    this.images = images;
     this.hold = hold;
   }
 
@@ -104,9 +102,8 @@ export class Subscription implements StreamOwner, Pumped {
   }
 
   releaseImage(): void {
-    if (this.hold !== null) this.images?.release(this.hold.image);
+    this.hold?.images.release(this.hold.image);
     this.hold = null;
-    this.images = null;
   }
 
   /** Writes the queued events after the cursor (once the replay is out). Returns them. */

@@ -7,6 +7,7 @@
 import { fork } from 'node:child_process';
 import http from 'node:http';
 import net from 'node:net';
+import { eventStreamRequest, rawTarget } from './src/raw/request.ts';
 
 const now = () => performance.timeOrigin + performance.now();
 const OPEN_TIMEOUT_MS = 60_000;
@@ -16,11 +17,12 @@ interface Report {
   cpuSeconds: number;
 }
 
-async function receiver(port: number, host: string, channel: string, count: number) {
+async function receiver(stream: URL, count: number) {
   const latencies: number[] = [];
   let opened = 0;
   let measuring = false;
-  const request = Buffer.from(`GET /sse/channels/${channel} HTTP/1.1\r\nHost: ${host}\r\n\r\n`);
+  const { host, port } = rawTarget(stream);
+  const request = eventStreamRequest(stream);
   for (let i = 0; i < count; i++) {
     if (i % 250 === 0) await new Promise((r) => setImmediate(r));
     const s = net.connect({ port, host, noDelay: true });
@@ -89,8 +91,8 @@ function publisher(base: URL, channel: string, token: string) {
 }
 
 if (process.argv[2] === '--receiver') {
-  const [port, host, channel, count] = process.argv.slice(3) as [string, string, string, string];
-  await receiver(Number(port), host, channel, Number(count));
+  const [stream, count] = process.argv.slice(3) as [string, string];
+  await receiver(new URL(stream), Number(count));
 } else {
   const [url, ...rest] = process.argv.slice(2);
   const [subscribers = 10_000, rate = 50, duration = 10, warmup = 2] = rest.map(Number);
@@ -107,10 +109,10 @@ if (process.argv[2] === '--receiver') {
     process.exit(2);
   }
   const channel = `probe-${Date.now().toString(36)}`;
-  const port = base.port || '80';
+  const stream = new URL(`/sse/channels/${channel}`, base).href;
   const half = Math.ceil(subscribers / 2);
   const kids = [half, subscribers - half].map((n) =>
-    fork(import.meta.filename, ['--receiver', port, base.hostname, channel, String(n)]),
+    fork(import.meta.filename, ['--receiver', stream, String(n)]),
   );
   const opened = await Promise.race([
     Promise.all(kids.map((k) => new Promise((r) => k.once('message', r)))).then(() => true),
